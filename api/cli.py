@@ -1,0 +1,241 @@
+"""The ``datatrust`` command: a thin front like the HTTP routes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from api.instance import Instance, initialise, rotate_log_key
+from ledger.errors import DomainError, LedgerIntegrityError
+from ledger.export import export_ledger, verify_export, verify_live
+from ledger.keys import Verifier
+from ledger.merkle import verify_inclusion
+
+app = typer.Typer(
+    help="datatrust: a data trust's governance and consent ledger.", no_args_is_help=True, add_completion=False
+)
+ledger_app = typer.Typer(help="Inspect, export and verify the ledger.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage the trust's signing keys.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(keys_app, name="keys")
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DataDir = Annotated[
+    Path,
+    typer.Option("--data-dir", envvar="DATATRUST_DATA_DIR", help="The trust's data directory.", file_okay=False),
+]
+DEFAULT_DATA_DIR = Path("datatrust-data")
+
+
+def clean_errors(func: F) -> F:
+    """Turn domain errors into a one-line message and a non-zero exit."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except LedgerIntegrityError as exc:
+            where = f" (first bad sequence number: {exc.seq})" if exc.seq is not None else ""
+            err.print(f"[bold red]FAILED[/]: {exc.detail}{where}", highlight=False)
+            raise typer.Exit(1) from None
+        except DomainError as exc:
+            err.print(f"error: {exc.detail}", highlight=False)
+            raise typer.Exit(2) from None
+        except (OSError, ValueError) as exc:
+            err.print(f"error: {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def opened(data_dir: Path) -> Iterator[Instance]:
+    """Open the trust in *data_dir* and close it afterwards."""
+    instance = Instance.open(data_dir)
+    try:
+        yield instance
+    finally:
+        instance.close()
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar fed by ``(done, total)`` callbacks."""
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None)
+
+        yield update
+
+
+@app.command()
+@clean_errors
+def init(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    name: Annotated[str, typer.Option(help="The trust's name.")] = "My Data Trust",
+    mission: Annotated[str, typer.Option(help="One sentence: why this trust exists.")] = "Share insight, not people.",
+) -> None:
+    """Create a new trust: keys, database and the first ledger entries."""
+    instance = initialise(data_dir, name=name, mission=mission)
+    try:
+        out.print(f"Created trust [bold]{instance.name}[/] in {data_dir} (log origin {instance.origin}).")
+        out.print(f"Checkpoint verifier key: {instance.ledger.signer.verifier.to_text()}")
+    finally:
+        instance.close()
+
+
+@app.command()
+@clean_errors
+def serve(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the API and pages of an initialised trust."""
+    _serve(Instance.open(data_dir), host, port)
+
+
+def _serve(instance: Instance, host: str, port: int) -> None:
+    import uvicorn  # noqa: PLC0415 - only the serving commands need it
+
+    from api.app import create_app  # noqa: PLC0415
+
+    out.print(f"Serving [bold]{instance.name}[/] on http://{host}:{port}/ (Ctrl-C to stop)")
+    uvicorn.run(create_app(instance, close_on_shutdown=True), host=host, port=port, log_level="warning")
+
+
+@app.command()
+@clean_errors
+def demo(
+    data_dir: DataDir = Path("datatrust-demo"),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    seed_only: Annotated[bool, typer.Option("--seed-only", help="Create and seed the demo trust, then exit.")] = False,
+) -> None:
+    """Create (if needed) and seed a demo trust, then serve it on 127.0.0.1."""
+    from api.demo import seed  # noqa: PLC0415
+
+    instance = seed(data_dir)
+    for line in instance_summary(instance, host, port):
+        out.print(line, highlight=False)
+    if seed_only:
+        instance.close()
+        return
+    _serve(instance, host, port)
+
+
+def instance_summary(instance: Instance, host: str, port: int) -> list[str]:
+    """What a newcomer should look at first."""
+    base = f"http://{host}:{port}"
+    return [
+        f"Demo trust '{instance.name}' with {instance.ledger.size()} ledger entries in {instance.data_dir}",
+        f"  API documentation:   {base}/docs",
+        f"  Latest checkpoint:   {base}/v1/ledger/checkpoint",
+        f"  Verifier key:        {base}/v1/ledger/verifier-key",
+        f"  Ledger entries:      {base}/v1/ledger/entries?start=0&end=50",
+        f"  Demo credentials:    {instance.data_dir / 'demo-credentials.json'}",
+    ]
+
+
+@ledger_app.command("verify")
+@clean_errors
+def ledger_verify(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Verify the live ledger: every hash, the chain, stored tree nodes and every checkpoint."""
+    with opened(data_dir) as instance, progress_bar("Verifying") as update, instance.db.engine.connect() as conn:
+        anchors = [instance.ledger.signer.verifier, *instance.ledger.verifiers]
+        report = verify_live(conn, anchors, origin=instance.origin, progress=update)
+    out.print(
+        f"OK: {report.entries} entries, {report.checkpoints} checkpoints verified; root {report.root.hex()}"
+        + (f"; {report.uncovered} newest entries not yet under a checkpoint" if report.uncovered else "")
+    )
+
+
+@ledger_app.command("export")
+@clean_errors
+def ledger_export(
+    file: Annotated[Path, typer.Argument(help="Where to write the JSON Lines export.", dir_okay=False)],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Export every entry and checkpoint as JSON Lines (verifiable without the database)."""
+    with opened(data_dir) as instance:
+        instance.ledger.sign_checkpoint()
+        tmp = file.with_name(file.name + ".partial")
+        with progress_bar("Exporting") as update, tmp.open("wb") as handle, instance.db.engine.connect() as conn:
+            count = export_ledger(conn, handle, origin=instance.origin, progress=update)
+        tmp.replace(file)
+    out.print(f"Exported {count} entries to {file}")
+
+
+@ledger_app.command("verify-export")
+@clean_errors
+def ledger_verify_export(
+    file: Annotated[
+        Path, typer.Argument(help="An export written by `datatrust ledger export`.", exists=True, dir_okay=False)
+    ],
+    public_key: Annotated[str, typer.Option("--public-key", help="Verifier key text, or a file holding it.")],
+) -> None:
+    """Verify an export with nothing but the trust's public key (no database needed)."""
+    key_path = Path(public_key)
+    text = key_path.read_text() if key_path.is_file() else public_key
+    anchors = [Verifier.from_text(line) for line in text.splitlines() if line.strip()]
+    with progress_bar("Verifying") as update:
+        report = verify_export(file, anchors, progress=update)
+    out.print(f"OK: {report.entries} entries, {report.checkpoints} checkpoints verified; root {report.root.hex()}")
+
+
+@ledger_app.command("checkpoint")
+@clean_errors
+def ledger_checkpoint(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Sign a checkpoint of the current ledger now and print it."""
+    with opened(data_dir) as instance:
+        sys.stdout.write(instance.ledger.sign_checkpoint())
+
+
+@ledger_app.command("prove")
+@clean_errors
+def ledger_prove(
+    seq: Annotated[int, typer.Argument(help="Sequence number of the entry.", min=0)],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Print an inclusion proof of entry SEQ against the latest checkpoint (JSON)."""
+    with opened(data_dir) as instance:
+        note = instance.ledger.checkpoint_covering(seq)
+        checkpoint = instance.ledger.open_checkpoint(note)
+        proof = instance.ledger.inclusion_proof(seq, checkpoint.size)
+        verify_inclusion(seq, checkpoint.size, proof.leaf_hash, proof.proof, checkpoint.root)
+        entry = instance.ledger.get(seq)
+    document = {"entry": entry.to_json(), **proof.to_json(), "checkpoint": note}
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+@keys_app.command("rotate")
+@clean_errors
+def keys_rotate(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Replace the checkpoint signing key (stop servers first); old checkpoints stay verifiable."""
+    with opened(data_dir) as instance:
+        old, new = rotate_log_key(instance)
+    out.print(f"Rotated checkpoint key {old.key_id.hex()} -> {new.key_id.hex()}")
+    out.print(f"New verifier key: {new.to_text()}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

@@ -1,0 +1,1 @@
+"""Consents: vocabularies, lifecycle, receipts."""

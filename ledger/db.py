@@ -1,0 +1,87 @@
+"""Engines for SQLite (embedded default) and PostgreSQL (production).
+
+SQLite runs in WAL mode with ``synchronous=FULL`` so a commit is durable when it
+returns. Two engines share one file: reads begin DEFERRED transactions, writes
+begin IMMEDIATE ones (taking the write lock up front, so concurrent writers queue
+on ``busy_timeout`` rather than failing on lock upgrade).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+DATABASE_URL_ENV = "DATATRUST_DATABASE_URL"
+LEDGER_LOCK_ID = 0x64617461  # PostgreSQL advisory lock key: "data" in ASCII
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """Return the URL of the SQLite file inside *data_dir*."""
+    return f"sqlite:///{(data_dir / 'datatrust.db').resolve()}"
+
+
+def _sqlite_engine(url: str, *, begin: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA secure_delete=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+@dataclass(frozen=True)
+class Database:
+    """The engines of one trust's database."""
+
+    url: str
+    engine: Engine
+    write_engine: Engine
+
+    @property
+    def is_postgresql(self) -> bool:
+        """Whether this is the PostgreSQL engine."""
+        return self.engine.dialect.name == "postgresql"
+
+    @classmethod
+    def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
+        """Create engines for *url* (``sqlite:///…`` or ``postgresql+psycopg://…``)."""
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            return cls(url, _sqlite_engine(url, begin="BEGIN"), _sqlite_engine(url, begin="BEGIN IMMEDIATE"))
+        if parsed.get_backend_name() == "postgresql":
+            if parsed.drivername == "postgresql":
+                url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+            engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+            return cls(url, engine, engine)
+        msg = f"unsupported database URL scheme {parsed.drivername!r}: use sqlite or postgresql"
+        raise ValueError(msg)
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path) -> Database:
+        """The database named by ``DATATRUST_DATABASE_URL``, else SQLite in *data_dir*."""
+        return cls.from_url(os.environ.get(DATABASE_URL_ENV) or sqlite_url(data_dir))
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+        if self.write_engine is not self.engine:
+            self.write_engine.dispose()

@@ -1,0 +1,152 @@
+"""The entry format (DESIGN.md, "The ledger").
+
+An entry is one JSON object canonicalised with RFC 8785::
+
+    {"actor":"org_…","at":"2026-11-26T07:38:25.123456Z","kind":"consent.granted",
+     "payload":{…},"prev":"<hex leaf hash of entry N-1>","seq":N,"v":1}
+
+The stored bytes are exactly the hashed bytes. The payload is canonicalised on
+the caller's thread and spliced in: RFC 8785 serialises each member independently
+of its context and sorts these all-ASCII keys in the order written above, so the
+splice equals ``rfc8785.dumps`` of the whole object (a property test pins this).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+
+from ledger.canonical import canonicalize
+from ledger.errors import LedgerIntegrityError, ValidationError
+from ledger.merkle import HASH_SIZE, leaf_hash
+
+FORMAT_VERSION = 1
+GENESIS_PREV = bytes(HASH_SIZE)  # DESIGN.md: 64 zeros for N=0
+
+KINDS = frozenset(
+    {
+        "trust.configured",
+        "key.added",
+        "key.revoked",
+        "org.registered",
+        "org.suspended",
+        "trustee.appointed",
+        "trustee.removed",
+        "agreement.signed",
+        "agreement.terminated",
+        "ethics.decided",
+        "request.submitted",
+        "request.commented",
+        "request.conflict_declared",
+        "vote.cast",
+        "request.decided",
+        "request.revoked",
+        "consent.granted",
+        "consent.withdrawn",
+        "subject.erased",
+        "check.decided",
+        "client.registered",
+        "client.rotated",
+        "deletion.confirmed",
+    }
+)
+
+
+def format_at(moment: datetime) -> str:
+    """Render a timezone-aware instant as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC."""
+    if moment.tzinfo is None:
+        msg = "timestamps must be timezone-aware"
+        raise ValidationError(msg)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_at(text: str) -> datetime:
+    """Parse a timestamp written by :func:`format_at`."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """A ledger entry as stored: canonical bytes and the fields read from them."""
+
+    seq: int
+    kind: str
+    at: str
+    actor: str
+    prev: bytes
+    payload: dict[str, Any]
+    body: bytes
+    leaf_hash: bytes
+
+    @property
+    def at_datetime(self) -> datetime:
+        """The entry's timestamp as a datetime."""
+        return parse_at(self.at)
+
+    def to_json(self) -> dict[str, Any]:
+        """The hashed object, as JSON values."""
+        result: dict[str, Any] = json.loads(self.body)
+        return result
+
+    @classmethod
+    def from_body(cls, body: bytes, *, expected_leaf: bytes | None = None) -> LedgerEntry:
+        """Parse stored bytes, checking they are canonical and well formed."""
+        try:
+            obj = json.loads(body)
+        except ValueError as exc:
+            msg = f"entry is not JSON: {exc}"
+            raise LedgerIntegrityError(msg) from exc
+        if not isinstance(obj, dict) or set(obj) != {"v", "seq", "kind", "at", "actor", "prev", "payload"}:
+            msg = "entry does not have exactly the fields v, seq, kind, at, actor, prev, payload"
+            raise LedgerIntegrityError(msg, seq=obj.get("seq") if isinstance(obj, dict) else None)
+        seq = obj["seq"]
+        if obj["v"] != FORMAT_VERSION:
+            msg = f"entry {seq} has unknown format version {obj['v']!r}"
+            raise LedgerIntegrityError(msg, seq=seq)
+        if rfc8785.dumps(obj) != body:
+            msg = f"entry {seq} is not in RFC 8785 canonical form"
+            raise LedgerIntegrityError(msg, seq=seq)
+        computed = leaf_hash(body)
+        if expected_leaf is not None and computed != expected_leaf:
+            msg = f"entry {seq}: stored leaf hash does not match its bytes"
+            raise LedgerIntegrityError(msg, seq=seq)
+        try:
+            prev = bytes.fromhex(obj["prev"])
+        except (TypeError, ValueError) as exc:
+            msg = f"entry {seq}: prev is not hex"
+            raise LedgerIntegrityError(msg, seq=seq) from exc
+        return cls(seq, obj["kind"], obj["at"], obj["actor"], prev, obj["payload"], body, computed)
+
+
+def canonical_payload(payload: dict[str, Any]) -> bytes:
+    """Canonicalise a payload on the caller's side (raises on floats or bad values)."""
+    if not isinstance(payload, dict):
+        msg = "an entry payload must be a JSON object"
+        raise ValidationError(msg)
+    return canonicalize(payload)
+
+
+def build_entry(*, seq: int, kind: str, at: str, actor: str, prev: bytes, payload_bytes: bytes) -> tuple[bytes, bytes]:
+    """Return ``(canonical bytes, leaf hash)`` of a new entry, splicing in the payload bytes."""
+    body = b"".join(
+        (
+            b'{"actor":',
+            rfc8785.dumps(actor),
+            b',"at":"',
+            at.encode(),
+            b'","kind":',
+            rfc8785.dumps(kind),
+            b',"payload":',
+            payload_bytes,
+            b',"prev":"',
+            prev.hex().encode(),
+            b'","seq":',
+            str(seq).encode(),
+            b',"v":1}',
+        )
+    )
+    return body, leaf_hash(body)

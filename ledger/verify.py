@@ -1,0 +1,167 @@
+"""Streaming verification of a ledger: hashes, chain, Merkle roots, checkpoint signatures.
+
+Verification needs only the entry bytes and the trust's public key. It never
+re-serialises: it hashes the stored bytes, reads ``prev`` and ``seq`` from the
+tail of each entry (in canonical form they are the last two members, so the
+last ``,"prev":"`` in the bytes is the entry's own), and keeps only the right
+edge of the tree in memory, so a million entries verify in constant memory.
+
+Keys: checkpoints may be signed by a trusted (anchor) key or by a key that a
+``key.added`` entry announced earlier in the verified chain and no
+``key.revoked`` entry withdrew before that checkpoint. The last checkpoint must
+be signed by an anchor key, which binds every announcement before it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ledger.checkpoint import Checkpoint
+from ledger.errors import LedgerIntegrityError, SignatureInvalidError, ValidationError
+from ledger.keys import Verifier
+from ledger.merkle import CompactRange, Node, node_hash
+from ledger.note import SignedNote
+
+_PREV = b',"prev":"'
+_KIND = b',"kind":"'
+_KEY_KINDS = (b"key.added", b"key.revoked")
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """What a successful verification covered."""
+
+    entries: int = 0
+    checkpoints: int = 0
+    root: bytes = b""
+    last_checkpoint_size: int = 0
+    uncovered: int = 0
+
+
+@dataclass(slots=True)
+class StreamVerifier:
+    """Feed entries (and checkpoints at the size they cover) in order; raises at the first fault."""
+
+    anchors: list[Verifier]
+    origin: str | None = None
+    on_node: Callable[[int, int, bytes], None] | None = None
+    tree: CompactRange = field(default_factory=CompactRange)
+    prev_hex: bytes = b"0" * 64
+    announced: dict[tuple[str, bytes], tuple[Verifier, int | None]] = field(default_factory=dict)
+    report: VerifyReport = field(default_factory=VerifyReport)
+    last_signed_by_anchor: bool = False
+
+    def add_entry(self, body: bytes, stored_leaf: bytes | None = None) -> bytes:
+        """Check one entry's hash, sequence number and chain link; return its leaf hash."""
+        seq = self.tree.size
+        leaf = hashlib.sha256(b"\x00" + body).digest()
+        if stored_leaf is not None and stored_leaf != leaf:
+            msg = f"entry {seq}: its bytes do not match its stored leaf hash (the entry was altered)"
+            raise LedgerIntegrityError(msg, seq=seq)
+        at = body.rfind(_PREV)
+        tail = body[at + len(_PREV) :] if at >= 0 else b""
+        if len(tail) < 64 or tail[64:] != b'","seq":' + str(seq).encode() + b',"v":1}':  # noqa: PLR2004
+            found = _seq_of(tail)
+            msg = (
+                f"entry at position {seq} is out of order or malformed (it says seq {found})"
+                if found is not None
+                else f"entry {seq} is malformed: it does not end with prev, seq and v"
+            )
+            raise LedgerIntegrityError(msg, seq=seq)
+        if tail[:64] != self.prev_hex:
+            bad = seq - 1 if seq else 0
+            msg = (
+                f"entry {seq} does not chain to entry {seq - 1}: entry {bad} was altered, removed or reordered"
+                if seq
+                else "entry 0 must have a prev of 64 zeros"
+            )
+            raise LedgerIntegrityError(msg, seq=bad)
+        kind_at = body.find(_KIND)
+        if kind_at >= 0 and body[kind_at + len(_KIND) : kind_at + len(_KIND) + 11].startswith(_KEY_KINDS):
+            self._key_entry(seq, body)
+        self.tree.append(leaf, self.on_node)
+        self.prev_hex = leaf.hex().encode()
+        self.report.entries += 1
+        return leaf
+
+    def _key_entry(self, seq: int, body: bytes) -> None:
+        obj = json.loads(body)
+        try:
+            verifier = Verifier.from_text(obj["payload"]["verifier_key"])
+        except (KeyError, TypeError, ValidationError) as exc:
+            msg = f"entry {seq} ({obj.get('kind')}) does not hold a valid verifier_key"
+            raise LedgerIntegrityError(msg, seq=seq) from exc
+        ident = (verifier.name, verifier.key_id)
+        if obj["kind"] == "key.added":
+            self.announced[ident] = (verifier, None)
+        elif ident in self.announced:
+            self.announced[ident] = (verifier, seq)
+
+    def add_checkpoint(self, note: str) -> Checkpoint:
+        """Verify a signed checkpoint against the entries fed so far (its size must equal their count)."""
+        parsed = SignedNote.from_text(note)
+        size = self.tree.size
+        usable = list(self.anchors)
+        for verifier, revoked_at in self.announced.values():
+            if revoked_at is None or revoked_at >= size:
+                usable.append(verifier)
+        try:
+            signer = parsed.verify(usable)
+        except SignatureInvalidError as exc:
+            msg = f"checkpoint at tree size {size}: {exc.detail}"
+            raise SignatureInvalidError(msg, seq=size - 1 if size else None) from exc
+        checkpoint = Checkpoint.from_text(parsed.text)
+        if self.origin is not None and checkpoint.origin != self.origin:
+            msg = f"checkpoint origin {checkpoint.origin!r} is not {self.origin!r}"
+            raise LedgerIntegrityError(msg)
+        if checkpoint.size != size:
+            msg = f"checkpoint says tree size {checkpoint.size} but sits after {size} entries"
+            raise LedgerIntegrityError(msg, seq=min(size, checkpoint.size))
+        if checkpoint.root != self.tree.root():
+            msg = (
+                f"checkpoint of tree size {size} does not match the entries: some entry before {size} "
+                "was altered, or the checkpoint is for another log"
+            )
+            raise LedgerIntegrityError(msg, seq=size - 1)
+        self.last_signed_by_anchor = signer in self.anchors
+        self.report.checkpoints += 1
+        self.report.last_checkpoint_size = size
+        return checkpoint
+
+    def finish(self, *, require_checkpoint: bool = True) -> VerifyReport:
+        """Close the stream: the last checkpoint must be signed by a trusted key."""
+        if require_checkpoint and self.report.entries and not self.report.checkpoints:
+            msg = "no signed checkpoint covers these entries"
+            raise LedgerIntegrityError(msg)
+        if self.report.checkpoints and not self.last_signed_by_anchor:
+            msg = "the last checkpoint is not signed by the trusted key given"
+            raise SignatureInvalidError(msg)
+        self.report.root = self.tree.root()
+        self.report.uncovered = self.report.entries - self.report.last_checkpoint_size
+        return self.report
+
+
+def _seq_of(tail: bytes) -> int | None:
+    marker = b'"seq":'
+    at = tail.find(marker)
+    if at < 0:
+        return None
+    digits = tail[at + len(marker) :].split(b",")[0]
+    return int(digits) if digits.isdigit() else None
+
+
+def check_stored_nodes(computed: Iterable[tuple[int, int, bytes]], stored: dict[Node, bytes]) -> None:
+    """Compare nodes recomputed from entries with the stored ones (raises on a difference)."""
+    for level, idx, value in computed:
+        got = stored.get(Node(level, idx))
+        if got != value:
+            first = idx << level
+            last = first + (1 << level) - 1
+            msg = f"stored Merkle node (level {level}, index {idx}) does not match entries {first}..{last}"
+            raise LedgerIntegrityError(msg, seq=first)
+
+
+__all__ = ["StreamVerifier", "VerifyReport", "check_stored_nodes", "node_hash"]

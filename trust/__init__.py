@@ -1,0 +1,1 @@
+"""Governance: organisations, agreements, ethics, access requests, votes, and the rules engine."""
