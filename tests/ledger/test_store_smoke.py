@@ -1,0 +1,38 @@
+"""The append path, proofs and triggers work on each database engine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+
+from api.instance import Instance
+from ledger.export import verify_live
+from ledger.merkle import verify_consistency, verify_inclusion
+
+
+def test_append_prove_verify(instance: Instance) -> None:
+    """Appended entries get consecutive numbers and verify by proof and by full verification."""
+    ledger = instance.ledger
+    entries = [ledger.append("check.decided", {"n": n}, actor="org_a", now=datetime.now(UTC)) for n in range(20)]
+    assert [e.seq for e in entries] == list(range(2, 22))
+    checkpoint = ledger.open_checkpoint(ledger.sign_checkpoint())
+    assert checkpoint.size == 22
+    for seq in (0, 7, 21):
+        proof = ledger.inclusion_proof(seq, checkpoint.size)
+        verify_inclusion(seq, checkpoint.size, proof.leaf_hash, proof.proof, checkpoint.root)
+    verify_consistency(5, 22, ledger.root(5), checkpoint.root, ledger.consistency_proof(5, 22))
+    with instance.db.engine.connect() as conn:
+        report = verify_live(conn, [ledger.signer.verifier], origin=instance.origin)
+    assert report.entries == 22
+
+
+@pytest.mark.parametrize(
+    "statement", ["UPDATE ledger_entries SET kind = 'x' WHERE seq = 0", "DELETE FROM ledger_entries"]
+)
+def test_triggers_refuse_rewrites(instance: Instance, statement: str) -> None:
+    """The database itself refuses UPDATE and DELETE on ledger entries."""
+    with pytest.raises(DBAPIError, match="append-only"), instance.db.write_engine.begin() as conn:
+        conn.execute(sa.text(statement))
