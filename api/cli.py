@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -16,10 +17,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from api.instance import Instance, initialise, rotate_log_key
+from ledger.db import Database, sqlite_url
 from ledger.errors import DomainError, LedgerIntegrityError
 from ledger.export import export_ledger, verify_export, verify_live
 from ledger.keys import Verifier
 from ledger.merkle import verify_inclusion
+from ledger.projection import diff_tables, rebuild
+from migrations import upgrade
 
 app = typer.Typer(
     help="datatrust: a data trust's governance and consent ledger.", no_args_is_help=True, add_completion=False
@@ -223,6 +227,38 @@ def ledger_prove(
         entry = instance.ledger.get(seq)
     document = {"entry": entry.to_json(), **proof.to_json(), "checkpoint": note}
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+@ledger_app.command("replay")
+@clean_errors
+def ledger_replay(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Rebuild every projection from the ledger alone and report any difference from the live tables."""
+    with opened(data_dir) as instance, tempfile.TemporaryDirectory() as scratch:
+        url = sqlite_url(Path(scratch))
+        upgrade(url)
+        target = Database.from_url(url)
+        try:
+            registry = instance.ledger.projectors
+            with (
+                progress_bar("Replaying") as update,
+                instance.db.engine.connect() as live,
+                target.write_engine.begin() as conn,
+            ):
+                count = rebuild(live, conn, registry, progress=update)
+            with instance.db.engine.connect() as live, target.engine.connect() as conn:
+                differences = diff_tables(live, conn, registry.tables)
+        finally:
+            target.dispose()
+    if differences:
+        for diff in differences:
+            err.print(
+                f"{diff.table}: {len(diff.only_live)} live rows not in the replay, "
+                f"{len(diff.only_rebuilt)} replayed rows missing from the live table",
+                highlight=False,
+            )
+        err.print(f"[bold red]FAILED[/]: projections differ from a replay of {count} entries", highlight=False)
+        raise typer.Exit(1)
+    out.print(f"OK: replayed {count} entries; {len(registry.tables)} projection tables match the live ones")
 
 
 @keys_app.command("rotate")

@@ -32,6 +32,7 @@ from ledger.entry import KINDS, LedgerEntry, build_entry, canonical_payload, for
 from ledger.errors import DomainError, LedgerIntegrityError, UnavailableError, ValidationError
 from ledger.keys import Signer
 from ledger.merkle import CompactRange
+from ledger.projection import ProjectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,10 @@ class Sequencer:
         origin: str,
         clock: Callable[[], datetime],
         checkpoint_interval: float = 1.0,
+        projectors: ProjectorRegistry | None = None,
     ) -> None:
         self._db = db
+        self.projectors = projectors or ProjectorRegistry()
         self._signer = signer
         self._origin = origin
         self._clock = clock
@@ -242,7 +245,9 @@ class Sequencer:
         entry_rows: list[dict[str, object]],
         node_rows: list[dict[str, object]],
     ) -> list[LedgerEntry] | BaseException:
-        guarded = len(unit.specs) > 1 or any(s.prepare or s.project for s in unit.specs)
+        guarded = len(unit.specs) > 1 or any(
+            s.prepare or s.project or self.projectors.handles(s.kind) for s in unit.specs
+        )
         work = state.copy() if guarded else state
         new_nodes: list[dict[str, object]] = []
         new_rows: list[dict[str, object]] = []
@@ -260,6 +265,7 @@ class Sequencer:
                     seq=seq, kind=spec.kind, at=at, actor=spec.actor, prev=work.prev, payload_bytes=payload_bytes
                 )
                 entry = LedgerEntry(seq, spec.kind, at, spec.actor, work.prev, _payload_of(spec, body), body, leaf)
+                self.projectors.apply(conn, entry)
                 if spec.project is not None:
                     spec.project(conn, entry)
                 work.tree.append(leaf, lambda level, idx, h: new_nodes.append({"level": level, "idx": idx, "hash": h}))

@@ -25,6 +25,7 @@ from ledger.merkle import (
     inclusion_ranges,
     perfect_subtrees,
 )
+from ledger.projection import ProjectorRegistry
 from ledger.sequencer import AppendSpec, Prepare, Project, Sequencer
 
 MAX_PAGE = 1000
@@ -71,8 +72,14 @@ class Ledger:
         self.origin = origin
         self.signer = signer
         self.verifiers = [signer.verifier, *(verifiers or [])]
+        self.projectors = ProjectorRegistry()
         self._sequencer = Sequencer(
-            db, signer=signer, origin=origin, clock=clock, checkpoint_interval=checkpoint_interval
+            db,
+            signer=signer,
+            origin=origin,
+            clock=clock,
+            checkpoint_interval=checkpoint_interval,
+            projectors=self.projectors,
         )
 
     def close(self) -> None:
