@@ -9,10 +9,12 @@ from fastapi import FastAPI
 
 from api import problems
 from api.instance import Instance
+from api.routes import checks as checks_routes
 from api.routes import ledger as ledger_routes
 
 ROUTERS = [
     ledger_routes.router,
+    checks_routes.router,
 ]
 
 

@@ -25,6 +25,9 @@ from ledger.keys import Signer, Verifier
 from ledger.service import Ledger, system_clock
 from ledger.vault import Vault
 from migrations import upgrade
+from trust import projections as governance_projections
+from trust.checks import CheckService, record_projection
+from trust.config import GovernanceConfig
 from trust.setup import configure_trust
 
 CONFIG_NAME = "datatrust.toml"
@@ -41,6 +44,7 @@ class Instance:
     ledger: Ledger
     vault: Vault
     clock: Callable[[], datetime]
+    checks: CheckService | None = None
 
     @classmethod
     def open(
@@ -71,10 +75,16 @@ class Instance:
             checkpoint_interval=checkpoint_interval,
         )
         vault = Vault.from_file(data_dir / "keys" / "vault.key")
-        return cls(data_dir, trust["name"], trust["origin"], db, ledger, vault, clock)
+        ledger.projectors.register(["check.decided"], record_projection, tables=["check_decisions", "check_subjects"])
+        governance_projections.register(ledger.projectors)
+        instance = cls(data_dir, trust["name"], trust["origin"], db, ledger, vault, clock)
+        instance.checks = CheckService(ledger)
+        return instance
 
     def close(self) -> None:
         """Stop the ledger writer and close database connections."""
+        if self.checks is not None:
+            self.checks.close()
         self.ledger.close()
         self.db.dispose()
 
@@ -99,6 +109,7 @@ def initialise(
     settings: dict[str, Any] | None = None,
     clock: Callable[[], datetime] = system_clock,
     database_url: str | None = None,
+    governance: GovernanceConfig | None = None,
 ) -> Instance:
     """Create a new trust in *data_dir*: config, keys, database, first ledger entries."""
     config_path = data_dir / CONFIG_NAME
@@ -114,7 +125,9 @@ def initialise(
     name_toml = name.replace("\\", "\\\\").replace('"', '\\"')
     config_path.write_text(f'[trust]\nname = "{name_toml}"\norigin = "{origin}"\n')
     instance = Instance.open(data_dir, clock=clock, database_url=database_url)
-    configure_trust(instance.ledger, name=name, mission=mission, settings=settings or {}, now=clock())
+    configure_trust(
+        instance.ledger, name=name, mission=mission, settings=settings or {}, now=clock(), governance=governance
+    )
     return instance
 
 

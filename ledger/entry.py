@@ -51,6 +51,7 @@ KINDS = frozenset(
         "check.decided",
         "client.registered",
         "client.rotated",
+        "client.suspended",
         "deletion.confirmed",
     }
 )
@@ -66,7 +67,10 @@ def format_at(moment: datetime) -> str:
 
 def parse_at(text: str) -> datetime:
     """Parse a timestamp written by :func:`format_at`."""
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    if not text.endswith("Z"):
+        msg = f"timestamp {text!r} is not in UTC (…Z)"
+        raise ValidationError(msg)
+    return datetime.fromisoformat(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,7 +113,7 @@ class Sequencer:
         self._thread.start()
 
     def add_listener(self, listener: Callable[[list[LedgerEntry]], None]) -> None:
-        """Call *listener* with the entries of each committed batch (after the commit)."""
+        """Call *listener* with each committed batch's entries, after the commit and before callers return."""
         self._listeners.append(listener)
 
     def submit(self, specs: list[AppendSpec], *, checkpoint: bool = False) -> Future[list[LedgerEntry]]:
@@ -225,17 +225,17 @@ class Sequencer:
         self._state = state
         if signed is not None:
             self._last_cp_size, self._last_cp_time = signed
-        for unit, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                unit.future.set_exception(outcome)
-            else:
-                unit.future.set_result(outcome)
-        if committed:
+        if committed:  # listeners (in-memory indexes) see the entries before any caller is released
             for listener in self._listeners:
                 try:
                     listener(committed)
                 except Exception:
                     log.exception("ledger listener failed")
+        for unit, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                unit.future.set_exception(outcome)
+            else:
+                unit.future.set_result(outcome)
 
     def _apply_unit(
         self,

@@ -5,7 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
+import consent.models  # noqa: F401 - consent projections and access codes
 import ledger.models  # noqa: F401 - registers tables for autogenerate checks
+import trust.check_models
+import trust.models  # noqa: F401 - governance projections
 from ledger.db import Database
 
 config = context.config

@@ -1,0 +1,184 @@
+"""``/v1/checks``: the partner asks before it shares (DESIGN.md, "The check")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.authz import require
+from api.deps import ClockDep, InstanceDep
+from api.problems import PayloadTooLargeError
+from consent.principals import Principal, Role
+from ledger.errors import NotFoundError, ValidationError
+from trust.checks import MAX_SUBJECTS, CheckService, recorded_check, replay_check
+from trust.rules.base import ProposedAction
+
+router = APIRouter(prefix="/v1/checks", tags=["checks"])
+
+Code = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")]
+SubjectRef = Annotated[str, Field(min_length=5, max_length=64, pattern=r"^sub_[A-Za-z0-9_-]+$")]
+
+
+class CheckIn(BaseModel):
+    """A proposed share. The partner is the token's organisation: it cannot be set here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: Code
+    data_categories: list[Code] = Field(min_length=1, max_length=50)
+    operation: Literal["aggregate", "pseudonymised", "identifiable"]
+    request: str = Field(min_length=5, max_length=64, pattern=r"^req_[A-Za-z0-9_-]+$")
+    subjects: list[SubjectRef] = Field(min_length=1, max_length=MAX_SUBJECTS + 50_000)
+    cohort_size: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    recipient: str | None = Field(default=None, max_length=64, description="Must be the caller's own organisation.")
+    geography: str | None = Field(default=None, pattern=r"^[A-Z]{2}$", description="ISO 3166 country of processing.")
+
+
+class ExcludedOut(BaseModel):
+    """A subject left out of the decision, and why."""
+
+    subject: str
+    rule: str
+    reason: str
+
+
+class SubjectsOut(BaseModel):
+    """Who the decision covers."""
+
+    permitted: list[str]
+    excluded: list[ExcludedOut]
+
+
+class ReasonOut(BaseModel):
+    """One rule's outcome."""
+
+    rule: str
+    outcome: Literal["pass", "fail", "not_applicable", "indeterminate"]
+    message: str
+    evidence: list[int]
+
+
+class EntryRef(BaseModel):
+    """The ledger entry recording the decision."""
+
+    seq: int
+    leaf_hash: str
+
+
+class CheckOut(BaseModel):
+    """The explained decision a partner cites by ``decision_id``."""
+
+    decision: Literal["permit", "deny"]
+    decision_id: int | None
+    entry: EntryRef | None
+    subjects: SubjectsOut
+    obligations: list[dict[str, Any]]
+    reasons: list[ReasonOut]
+    as_of: int
+    evaluated_at: str
+    dry_run: bool
+
+
+class RecordedCheckOut(CheckOut):
+    """A recorded decision with the action it answered."""
+
+    action: dict[str, Any]
+
+
+class ReplayOut(BaseModel):
+    """A recorded decision evaluated again from the ledger prefix it relied on."""
+
+    decision_id: int
+    identical: bool
+    recorded: dict[str, Any]
+    replayed: dict[str, Any]
+
+
+def _service(instance: InstanceDep) -> CheckService:
+    if instance.checks is None:  # pragma: no cover - Instance.open always starts it
+        msg = "the check service is not running"
+        raise NotFoundError(msg)
+    return instance.checks
+
+
+ServiceDep = Annotated[CheckService, Depends(_service)]
+
+
+def _action(body: CheckIn, principal: Principal) -> ProposedAction:
+    if len(body.subjects) > MAX_SUBJECTS:
+        msg = f"{len(body.subjects)} subjects in one check; the limit is {MAX_SUBJECTS}: split the call"
+        raise PayloadTooLargeError(msg, limit=MAX_SUBJECTS)
+    organisation = principal.organisation
+    if organisation is None:
+        msg = "only a partner organisation's client can ask for a share decision"
+        raise ValidationError(msg)
+    if body.recipient is not None and body.recipient != organisation:
+        msg = f"the recipient must be your own organisation ({organisation}), not {body.recipient}"
+        raise ValidationError(msg, field="recipient")
+    return ProposedAction(
+        organisation=organisation,
+        purpose=body.purpose,
+        categories=tuple(body.data_categories),
+        operation=body.operation,
+        request=body.request,
+        subjects=tuple(body.subjects),
+        cohort_size=body.cohort_size,
+        geography=body.geography,
+    )
+
+
+@router.post("", response_model=CheckOut, summary="Decide a proposed share (recorded unless dry_run)")
+def create_check(
+    body: CheckIn,
+    service: ServiceDep,
+    now: ClockDep,
+    principal: Annotated[Principal, Depends(require("checks.create"))],
+    dry_run: Annotated[bool, Query(description="Evaluate without recording.")] = False,
+    at: Annotated[datetime | None, Query(description="With dry_run: evaluate as of this past instant.")] = None,
+) -> dict[str, Any]:
+    """Evaluate the share against the trust's rules; the decision is on the ledger before the answer."""
+    if at is not None and not dry_run:
+        msg = "at= evaluates as of a past instant and is only allowed with dry_run=true"
+        raise ValidationError(msg, field="at")
+    if at is not None and at.tzinfo is None:
+        msg = "at= must include a time zone, e.g. 2026-11-26T09:00:00Z"
+        raise ValidationError(msg, field="at")
+    result = service.decide(_action(body, principal), actor=principal.actor, now=now, dry_run=dry_run, at=at)
+    return result.to_json()
+
+
+def _readable(principal: Principal, entry_payload: dict[str, Any], decision_id: int) -> None:
+    if principal.roles & {Role.ADMIN, Role.TRUSTEE, Role.ETHICS}:
+        return
+    if principal.organisation != entry_payload["action"]["organisation"]:
+        msg = f"there is no check decision {decision_id}"
+        raise NotFoundError(msg)
+
+
+@router.get("/{decision_id}", response_model=RecordedCheckOut, summary="A recorded decision")
+def get_check(
+    decision_id: int,
+    instance: InstanceDep,
+    principal: Annotated[Principal, Depends(require("checks.read"))],
+) -> dict[str, Any]:
+    """The decision exactly as recorded, with its ledger entry."""
+    entry = recorded_check(instance.ledger, decision_id)
+    _readable(principal, entry.payload, decision_id)
+    body = dict(entry.payload)
+    body.update(decision_id=entry.seq, entry={"seq": entry.seq, "leaf_hash": entry.leaf_hash.hex()}, dry_run=False)
+    return body
+
+
+@router.get("/{decision_id}/replay", response_model=ReplayOut, summary="Re-evaluate a recorded decision")
+def get_replay(
+    decision_id: int,
+    instance: InstanceDep,
+    principal: Annotated[Principal, Depends(require("checks.read"))],
+) -> dict[str, Any]:
+    """Fold the ledger prefix the decision relied on, decide again, and compare."""
+    entry = recorded_check(instance.ledger, decision_id)
+    _readable(principal, entry.payload, decision_id)
+    return replay_check(instance.ledger, entry).to_json()

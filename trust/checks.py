@@ -1,0 +1,209 @@
+"""The check: decide a proposed share, record the decision on the ledger, read and replay it.
+
+``CheckService`` keeps the live :class:`~trust.state.TrustState` for this process.
+It is folded from the ledger at start, then kept current two ways: the sequencer
+calls it with every batch this process commits (before the appending callers are
+released, so a withdrawal binds every later check here at once), and a follower
+thread polls the ledger head (``follow_interval``, default 0.2 s) to pick up
+entries other processes appended to the same PostgreSQL database. A withdrawal
+recorded on one server therefore binds checks on every server within one poll
+interval plus one query.
+
+A recorded decision names the prefix of the ledger it was evaluated on
+(``as_of``) and the instant (``evaluated_at``); replay folds exactly that prefix
+and evaluates again, which must give the identical answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from ledger import repository
+from ledger.entry import LedgerEntry, format_at
+from ledger.errors import NotFoundError
+from ledger.models import entries_table
+from ledger.service import Ledger
+from trust.check_models import check_decisions_table, check_subjects_table
+from trust.rules.base import ProposedAction
+from trust.rules.engine import Decision, Engine
+from trust.state import INDEXED_KINDS, TrustState
+
+log = logging.getLogger(__name__)
+MAX_SUBJECTS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """A decision and, unless it was a dry run, the entry that records it."""
+
+    action: ProposedAction
+    decision: Decision
+    entry: LedgerEntry | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer partners rely on (DESIGN.md, "The check")."""
+        body = self.decision.to_json()
+        body["decision_id"] = self.entry.seq if self.entry else None
+        body["entry"] = {"seq": self.entry.seq, "leaf_hash": self.entry.leaf_hash.hex()} if self.entry else None
+        body["dry_run"] = self.entry is None
+        return body
+
+
+def _fold(conn: Connection, state: TrustState, *, until: int) -> None:
+    """Fold indexed entries with ``state.head < seq <= until`` into *state*."""
+    after = state.head
+    while True:
+        result = conn.execute(
+            select(entries_table.c.body)
+            .where(
+                entries_table.c.kind.in_(sorted(INDEXED_KINDS)),
+                entries_table.c.seq > after,
+                entries_table.c.seq <= until,
+            )
+            .order_by(entries_table.c.seq)
+            .limit(5000)
+        )
+        entries = [LedgerEntry.from_body(bytes(body)) for (body,) in result]
+        if not entries:
+            break
+        state.apply_all(entries)
+        after = entries[-1].seq
+    state.head = max(state.head, until)
+
+
+def state_as_of(conn: Connection, seq: int) -> TrustState:
+    """A fresh state folded from entries ``0..seq`` (for replay)."""
+    state = TrustState()
+    _fold(conn, state, until=seq)
+    return state
+
+
+def record_projection(conn: Connection, entry: LedgerEntry) -> None:
+    """Projector for ``check.decided``: who asked, what was decided, which subjects it named."""
+    payload = entry.payload
+    action = payload["action"]
+    conn.execute(
+        insert(check_decisions_table).values(
+            seq=entry.seq,
+            organisation=action["organisation"],
+            request=action["request"],
+            purpose=action["purpose"],
+            decision=payload["decision"],
+            at=entry.at,
+        )
+    )
+    permitted = set(payload["subjects"]["permitted"])
+    rows = [
+        {"seq": entry.seq, "subject": subject, "is_permitted": subject in permitted}
+        for subject in dict.fromkeys(action["subjects"])
+    ]
+    if rows:
+        conn.execute(insert(check_subjects_table), rows)
+
+
+class CheckService:
+    """Decides checks against the live state of this process and records them."""
+
+    def __init__(self, ledger: Ledger, *, follow_interval: float = 0.2) -> None:
+        self.ledger = ledger
+        self.engine = Engine.standard()
+        self.state = TrustState()
+        self._stop = threading.Event()
+        with ledger.db.engine.connect() as conn:
+            self._catch_up(conn)
+        ledger.add_listener(self._on_commit)
+        self._follower = threading.Thread(
+            target=self._follow, args=(follow_interval,), name="check-index-follower", daemon=True
+        )
+        self._follower.start()
+
+    def close(self) -> None:
+        """Stop following the ledger."""
+        self._stop.set()
+        self._follower.join(timeout=5)
+
+    def _catch_up(self, conn: Connection) -> None:
+        with self.state.lock:
+            head = repository.head(conn)
+            if head is not None and head[0] > self.state.head:
+                _fold(conn, self.state, until=head[0])
+
+    def _on_commit(self, entries: list[LedgerEntry]) -> None:
+        with self.state.lock:
+            if entries[0].seq > self.state.head + 1:
+                with self.ledger.db.engine.connect() as conn:
+                    _fold(conn, self.state, until=entries[0].seq - 1)
+            self.state.apply_all(entries)
+
+    def _follow(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                with self.ledger.db.engine.connect() as conn:
+                    self._catch_up(conn)
+            except Exception:  # noqa: BLE001 - keep following; the database may be restarting
+                log.warning("check index could not follow the ledger; retrying")
+
+    def decide(
+        self,
+        action: ProposedAction,
+        *,
+        actor: str,
+        now: datetime,
+        dry_run: bool = False,
+        at: datetime | None = None,
+    ) -> CheckResult:
+        """Evaluate *action*; unless *dry_run*, append ``check.decided`` (durable before returning)."""
+        decision = self.engine.decide(self.state, action, at=format_at(at or now))
+        if dry_run:
+            return CheckResult(action, decision, None)
+        payload = {"action": action.to_json(), **decision.to_json()}
+        entry = self.ledger.append("check.decided", payload, actor=actor, now=now)
+        return CheckResult(action, decision, entry)
+
+
+def recorded_check(ledger: Ledger, decision_id: int) -> LedgerEntry:
+    """The ``check.decided`` entry with sequence number *decision_id*."""
+    try:
+        entry = ledger.get(decision_id)
+    except NotFoundError:
+        entry = None
+    if entry is None or entry.kind != "check.decided":
+        msg = f"there is no check decision {decision_id}"
+        raise NotFoundError(msg)
+    return entry
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A recorded decision evaluated again from the ledger prefix it relied on."""
+
+    decision_id: int
+    identical: bool
+    recorded: dict[str, Any]
+    replayed: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """As the API returns it."""
+        return {
+            "decision_id": self.decision_id,
+            "identical": self.identical,
+            "recorded": self.recorded,
+            "replayed": self.replayed,
+        }
+
+
+def replay_check(ledger: Ledger, entry: LedgerEntry, *, engine: Engine | None = None) -> Replay:
+    """Re-evaluate a recorded decision from entries ``0..as_of`` at its recorded instant."""
+    payload = entry.payload
+    action = ProposedAction.from_json(payload["action"])
+    with ledger.db.engine.connect() as conn:
+        state = state_as_of(conn, int(payload["as_of"]))
+    replayed = (engine or Engine.standard()).decide(state, action, at=payload["evaluated_at"]).to_json()
+    recorded = {key: payload[key] for key in replayed}
+    return Replay(entry.seq, replayed == recorded, recorded, replayed)

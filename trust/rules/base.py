@@ -1,0 +1,131 @@
+"""Types shared by the rules: the proposed action, a rule's outcome, a decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from ledger.entry import parse_at
+from trust.state import OPERATIONS, RequestState, TrustState
+
+
+class Outcome(StrEnum):
+    """What one rule concluded."""
+
+    PASS = "pass"  # noqa: S105 - an outcome, not a password
+    FAIL = "fail"
+    NOT_APPLICABLE = "not_applicable"
+    INDETERMINATE = "indeterminate"  # the rule cannot compute a condition (e.g. one written only in words)
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedAction:
+    """What a partner proposes to do. ``organisation`` comes from the token, never the body."""
+
+    organisation: str
+    purpose: str
+    categories: tuple[str, ...]
+    operation: str
+    request: str
+    subjects: tuple[str, ...]
+    cohort_size: int | None = None
+    geography: str | None = None
+
+    @property
+    def recipient(self) -> str:
+        """The organisation that would receive the data: always the caller's own."""
+        return self.organisation
+
+    def to_json(self) -> dict[str, Any]:
+        """The action as recorded in ``check.decided``."""
+        return {
+            "organisation": self.organisation,
+            "purpose": self.purpose,
+            "data_categories": list(self.categories),
+            "operation": self.operation,
+            "request": self.request,
+            "subjects": list(self.subjects),
+            "cohort_size": self.cohort_size,
+            "geography": self.geography,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProposedAction:
+        """Rebuild an action from a recorded decision."""
+        return cls(
+            organisation=data["organisation"],
+            purpose=data["purpose"],
+            categories=tuple(data["data_categories"]),
+            operation=data["operation"],
+            request=data["request"],
+            subjects=tuple(data["subjects"]),
+            cohort_size=data.get("cohort_size"),
+            geography=data.get("geography"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RuleResult:
+    """One rule's outcome, in plain words, with the ledger entries it relied on."""
+
+    rule: str
+    outcome: Outcome
+    message: str
+    evidence: tuple[int, ...] = ()
+    obligations: tuple[tuple[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The reason as the check answer shows it."""
+        return {
+            "rule": self.rule,
+            "outcome": str(self.outcome),
+            "message": self.message,
+            "evidence": sorted(set(self.evidence)),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    """A subject left out of a permit, and why."""
+
+    subject: str
+    rule: str
+    reason: str
+    evidence: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """As the check answer shows it."""
+        return {"subject": self.subject, "rule": self.rule, "reason": self.reason}
+
+
+@dataclass(slots=True)
+class Context:
+    """What the rules share while deciding one action: the state, the instant, resolved records."""
+
+    state: TrustState
+    action: ProposedAction
+    at: str
+    request: RequestState | None = None
+    permitted: list[str] = field(default_factory=list)
+    exclusions: list[Exclusion] = field(default_factory=list)
+    consent_evidence: list[int] = field(default_factory=list)
+    special: tuple[str, ...] | None = None  # categories needing ethics approval, computed once
+
+    @property
+    def now(self) -> datetime:
+        """The instant of the check as a datetime."""
+        return parse_at(self.at)
+
+    @property
+    def min_cohort(self) -> int:
+        """The minimum cohort size for aggregate outputs in the config in force (default 10)."""
+        config = self.state.config_at(self.at)
+        value = (config.governance if config else {}).get("min_cohort_size", 10)
+        return int(value)
+
+
+def operation_rank(operation: str) -> int:
+    """Position of *operation* from least to most identifying (unknown operations rank highest)."""
+    return OPERATIONS.index(operation) if operation in OPERATIONS else len(OPERATIONS)

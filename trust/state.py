@@ -1,0 +1,401 @@
+"""The in-memory index the rules engine reads: the trust's state, folded from ledger entries.
+
+The index is a pure fold over entries in sequence order (``apply``). It keeps full
+history with timestamps (ISO strings from ``format_at``, which sort correctly as
+text), so it can answer "as of instant t" without re-reading the database: a fact
+counts at ``t`` when its entry's ``at`` is no later than ``t``.
+
+Everything the check needs is found through dictionaries keyed the way the check
+asks (organisation, request id, subject, organisation + purpose), so a check costs
+the same with ten agreements or ten thousand.
+
+Payload fields read here are documented by the modules that write them
+(``consent/``, ``trust/organisations.py``, ``trust/agreements.py``,
+``trust/ethics.py``, ``trust/requests.py``, ``trust/config.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from ledger.entry import LedgerEntry, format_at, parse_at
+
+OPERATIONS = ("aggregate", "pseudonymised", "identifiable")  # least to most identifying
+
+
+def covers(broader: str, narrower: str) -> bool:
+    """Whether dotted code *broader* covers *narrower* (itself or a descendant)."""
+    return narrower == broader or narrower.startswith(broader + ".")
+
+
+@functools.lru_cache(maxsize=4096)
+def ancestors(code: str) -> tuple[str, ...]:
+    """*code* and every broader code above it, narrowest first (``a.b.c`` → ``a.b.c, a.b, a``)."""
+    parts = code.split(".")
+    return tuple(".".join(parts[:i]) for i in range(len(parts), 0, -1))
+
+
+_intern: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _tuple(values: Iterable[str] | None) -> tuple[str, ...]:
+    key = tuple(sys.intern(str(v)) for v in values or ())
+    return _intern.setdefault(key, key)
+
+
+@dataclass(slots=True)
+class OrgState:
+    """An organisation's standing."""
+
+    id: str
+    registered_seq: int
+    registered_at: str
+    suspended_seq: int | None = None
+    suspended_at: str | None = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class AgreementState:
+    """One version of a data-use agreement and its signatures."""
+
+    id: str
+    version: int
+    organisation: str
+    purposes: tuple[str, ...]
+    categories: tuple[str, ...]
+    operations: tuple[str, ...]
+    retention_days: int | None
+    geography: tuple[str, ...]
+    valid_from: str
+    valid_until: str | None
+    terms_hash: str
+    signed: dict[str, tuple[int, str]] = field(default_factory=dict)  # party -> (seq, at)
+    terminated_seq: int | None = None
+    terminated_at: str | None = None
+    superseded_seq: int | None = None
+    superseded_at: str | None = None
+
+    def in_force_seqs(self, at: str) -> list[int] | None:
+        """Evidence seqs if in force at *at*, else None."""
+        if set(self.signed) != {"trust", "organisation"}:
+            return None
+        if any(signed_at > at for _seq, signed_at in self.signed.values()):
+            return None
+        if self.valid_from > at or (self.valid_until is not None and self.valid_until <= at):
+            return None
+        if self.terminated_at is not None and self.terminated_at <= at:
+            return None
+        if self.superseded_at is not None and self.superseded_at <= at:
+            return None
+        return sorted(seq for seq, _ in self.signed.values())
+
+
+@dataclass(slots=True)
+class EthicsState:
+    """An ethics decision."""
+
+    id: str
+    seq: int
+    at: str
+    outcome: str
+    request: str | None
+    project: str | None
+    conditions_text: str
+    obligations: tuple[tuple[str, Any], ...]
+    expires_at: str | None
+
+
+@dataclass(slots=True)
+class RequestState:
+    """An access request and its decision."""
+
+    id: str
+    organisation: str
+    purpose: str
+    categories: tuple[str, ...]
+    operation: str
+    subjects: frozenset[str] | None
+    cohort_size: int | None
+    duration_days: int | None
+    flags: dict[str, Any]
+    submitted_seq: int
+    submitted_at: str
+    decided_seq: int | None = None
+    decided_at: str | None = None
+    outcome: str | None = None
+    revoked_seq: int | None = None
+    revoked_at: str | None = None
+    expires_at: str | None = None  # decision time plus duration, set when decided
+
+
+@dataclass(slots=True)
+class ConsentState:
+    """One consent as the engine needs it."""
+
+    id: str
+    subject: str
+    organisation: str
+    purposes: tuple[str, ...]
+    categories: tuple[str, ...]
+    recipients: tuple[str, ...] | None
+    operations: tuple[str, ...] | None
+    valid_from: str
+    valid_until: str | None
+    explicit: bool
+    seq: int
+    at: str
+    withdrawn_seq: int | None = None
+    withdrawn_at: str | None = None
+    withdrawn_by: str | None = None
+    superseded_seq: int | None = None
+    superseded_at: str | None = None
+
+
+@dataclass(slots=True)
+class ConfigState:
+    """A governance configuration and when it took effect."""
+
+    seq: int
+    at: str
+    governance: dict[str, Any]
+
+
+@dataclass
+class TrustState:
+    """The fold of every entry up to ``head``. Guard reads and writes with ``lock``."""
+
+    head: int = -1
+    orgs: dict[str, OrgState] = field(default_factory=dict)
+    agreements: dict[tuple[str, int], AgreementState] = field(default_factory=dict)
+    latest_agreement: dict[str, AgreementState] = field(default_factory=dict)
+    agreements_by_org_purpose: dict[tuple[str, str], list[AgreementState]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    ethics_by_request: dict[str, list[EthicsState]] = field(default_factory=lambda: defaultdict(list))
+    requests: dict[str, RequestState] = field(default_factory=dict)
+    consents: dict[str, ConsentState] = field(default_factory=dict)
+    consents_by_subject: dict[str, list[ConsentState]] = field(default_factory=lambda: defaultdict(list))
+    erased: dict[str, tuple[int, str]] = field(default_factory=dict)
+    configs: list[ConfigState] = field(default_factory=list)
+    special_categories: frozenset[str] = frozenset()
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    # -- folding -------------------------------------------------------------------------
+
+    def apply_all(self, entries: Iterable[LedgerEntry]) -> None:
+        """Fold *entries* (in sequence order, continuing from ``head``)."""
+        with self.lock:
+            for entry in entries:
+                if entry.seq <= self.head:
+                    continue
+                handler = _HANDLERS.get(entry.kind)
+                if handler is not None:
+                    handler(self, entry)
+                self.head = entry.seq
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def config_at(self, at: str) -> ConfigState | None:
+        """The governance configuration in force at *at*."""
+        current = None
+        for config in self.configs:
+            if config.at <= at:
+                current = config
+        return current
+
+    def is_special(self, category: str) -> bool:
+        """Whether *category* (or a broader code above it) is a special category."""
+        special = self.special_categories
+        return any(code in special for code in ancestors(category))
+
+
+def _org_registered(state: TrustState, e: LedgerEntry) -> None:
+    p = e.payload
+    state.orgs[p["organisation"]] = OrgState(p["organisation"], e.seq, e.at)
+
+
+def _org_suspended(state: TrustState, e: LedgerEntry) -> None:
+    org = state.orgs.get(e.payload["organisation"])
+    if org is not None and org.suspended_seq is None:
+        org.suspended_seq, org.suspended_at, org.reason = e.seq, e.at, str(e.payload.get("reason", ""))
+
+
+def _agreement_signed(state: TrustState, e: LedgerEntry) -> None:
+    p = e.payload
+    key = (p["agreement"], int(p.get("version", 1)))
+    agreement = state.agreements.get(key)
+    if agreement is None:
+        agreement = AgreementState(
+            id=p["agreement"],
+            version=key[1],
+            organisation=p["organisation"],
+            purposes=_tuple(p.get("purposes")),
+            categories=_tuple(p.get("categories")),
+            operations=_tuple(p.get("operations")),
+            retention_days=p.get("retention_days"),
+            geography=_tuple(p.get("geography")),
+            valid_from=p.get("valid_from") or e.at,
+            valid_until=p.get("valid_until"),
+            terms_hash=str(p.get("terms_hash", "")),
+        )
+        state.agreements[key] = agreement
+        for purpose in agreement.purposes:
+            state.agreements_by_org_purpose[(agreement.organisation, purpose)].append(agreement)
+    if str(p.get("terms_hash", "")) != agreement.terms_hash or agreement.signed.get(str(p.get("party"))):
+        return
+    agreement.signed[str(p.get("party", "organisation"))] = (e.seq, e.at)
+    if set(agreement.signed) != {"trust", "organisation"}:
+        return
+    # Fully signed: this version now supersedes the previous version and any agreement it names.
+    replaced = [state.latest_agreement.get(agreement.id), state.latest_agreement.get(str(p.get("supersedes") or ""))]
+    for older in replaced:
+        if older is not None and older is not agreement and older.superseded_seq is None:
+            older.superseded_seq, older.superseded_at = e.seq, e.at
+    state.latest_agreement[agreement.id] = agreement
+
+
+def _agreement_terminated(state: TrustState, e: LedgerEntry) -> None:
+    agreement = state.latest_agreement.get(e.payload["agreement"])
+    if agreement is not None and agreement.terminated_seq is None:
+        agreement.terminated_seq, agreement.terminated_at = e.seq, e.at
+
+
+def _ethics_decided(state: TrustState, e: LedgerEntry) -> None:
+    p = e.payload
+    obligations = tuple((str(o.get("type")), o.get("value")) for o in p.get("obligations") or ())
+    decision = EthicsState(
+        id=p.get("decision", f"eth_{e.seq}"),
+        seq=e.seq,
+        at=e.at,
+        outcome=p.get("outcome", "rejected"),
+        request=p.get("request"),
+        project=p.get("project"),
+        conditions_text=str(p.get("conditions_text") or ""),
+        obligations=obligations,
+        expires_at=p.get("expires_at"),
+    )
+    if decision.request:
+        state.ethics_by_request[decision.request].append(decision)
+
+
+def _request_submitted(state: TrustState, e: LedgerEntry) -> None:
+    p = e.payload
+    subjects = p.get("subjects")
+    state.requests[p["request"]] = RequestState(
+        id=p["request"],
+        organisation=p["organisation"],
+        purpose=p["purpose"],
+        categories=_tuple(p.get("categories")),
+        operation=p.get("operation", "aggregate"),
+        subjects=frozenset(subjects) if subjects else None,
+        cohort_size=p.get("cohort_size"),
+        duration_days=p.get("duration_days"),
+        flags=dict(p.get("flags") or {}),
+        submitted_seq=e.seq,
+        submitted_at=e.at,
+    )
+
+
+def _request_decided(state: TrustState, e: LedgerEntry) -> None:
+    request = state.requests.get(e.payload["request"])
+    if request is not None and request.decided_seq is None:
+        request.decided_seq, request.decided_at, request.outcome = e.seq, e.at, e.payload.get("outcome")
+        if request.duration_days is not None:
+            request.expires_at = format_at(parse_at(e.at) + timedelta(days=int(request.duration_days)))
+
+
+def _request_revoked(state: TrustState, e: LedgerEntry) -> None:
+    request = state.requests.get(e.payload["request"])
+    if request is not None and request.revoked_seq is None:
+        request.revoked_seq, request.revoked_at = e.seq, e.at
+
+
+def _scope_covers(new: ConsentState, old: ConsentState) -> bool:
+    purposes = all(any(covers(n, o) for n in new.purposes) for o in old.purposes)
+    categories = all(any(covers(n, o) for n in new.categories) for o in old.categories)
+    return purposes and categories
+
+
+def _consent_granted(state: TrustState, e: LedgerEntry) -> None:
+    p = e.payload
+    recipients = p.get("recipients")
+    operations = p.get("operations")
+    consent = ConsentState(
+        id=p["consent"],
+        subject=sys.intern(p["subject"]),
+        organisation=sys.intern(p.get("organisation", "")),
+        purposes=_tuple(p.get("purposes")),
+        categories=_tuple(p.get("categories")),
+        recipients=None if recipients is None else _tuple(recipients),
+        operations=None if operations is None else _tuple(operations),
+        valid_from=p.get("valid_from") or e.at,
+        valid_until=p.get("valid_until"),
+        explicit=bool(p.get("explicit", False)),
+        seq=e.seq,
+        at=e.at,
+    )
+    existing = state.consents_by_subject[consent.subject]
+    for old in existing:
+        if old.superseded_seq is None and old.withdrawn_seq is None and _scope_covers(consent, old):
+            old.superseded_seq, old.superseded_at = e.seq, e.at
+    existing.append(consent)
+    state.consents[consent.id] = consent
+
+
+def _consent_withdrawn(state: TrustState, e: LedgerEntry) -> None:
+    consent = state.consents.get(e.payload["consent"])
+    if consent is not None and consent.withdrawn_seq is None:
+        consent.withdrawn_seq, consent.withdrawn_at = e.seq, e.at
+        consent.withdrawn_by = str(e.payload.get("by", "subject"))
+
+
+def _subject_erased(state: TrustState, e: LedgerEntry) -> None:
+    state.erased.setdefault(e.payload["subject"], (e.seq, e.at))
+
+
+def _trust_configured(state: TrustState, e: LedgerEntry) -> None:
+    p = e.payload
+    governance = p.get("governance")
+    if governance is None and "settings" in p and isinstance(p["settings"], dict):
+        governance = p["settings"].get("governance")
+    if isinstance(governance, dict):
+        state.configs.append(ConfigState(e.seq, e.at, governance))
+    vocabulary = p.get("vocabulary")
+    if isinstance(vocabulary, dict):
+        state.special_categories = frozenset(_special_codes(vocabulary))
+
+
+def _special_codes(vocabulary: dict[str, Any]) -> list[str]:
+    """Special category codes from a vocabulary document ({"categories": {code: {"special": bool}}} or a list)."""
+    categories = vocabulary.get("categories", {})
+    if isinstance(categories, dict):
+        return [code for code, item in categories.items() if isinstance(item, dict) and item.get("special")]
+    if isinstance(categories, list):
+        return [item["code"] for item in categories if isinstance(item, dict) and item.get("special")]
+    return []
+
+
+_HANDLERS: dict[str, Callable[[TrustState, LedgerEntry], None]] = {
+    "org.registered": _org_registered,
+    "org.suspended": _org_suspended,
+    "agreement.signed": _agreement_signed,
+    "agreement.terminated": _agreement_terminated,
+    "ethics.decided": _ethics_decided,
+    "request.submitted": _request_submitted,
+    "request.decided": _request_decided,
+    "request.revoked": _request_revoked,
+    "consent.granted": _consent_granted,
+    "consent.withdrawn": _consent_withdrawn,
+    "subject.erased": _subject_erased,
+    "trust.configured": _trust_configured,
+}
+
+INDEXED_KINDS = frozenset(_HANDLERS)
