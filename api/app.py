@@ -2,30 +2,70 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from api import problems
+from api.auth import web as auth_web
 from api.instance import Instance
+from api.pages import STATIC_DIR
+from api.routes import agreements as agreements_routes
+from api.routes import auth as auth_routes
 from api.routes import checks as checks_routes
+from api.routes import consents as consents_routes
+from api.routes import ethics as ethics_routes
+from api.routes import governance as governance_routes
 from api.routes import ledger as ledger_routes
+from api.routes import me as me_routes
+from api.routes import pages_admin, pages_me, pages_public, pages_trustee
+from api.routes import requests as requests_routes
+from api.routes import webhooks as webhooks_routes
+from api.webhooks.worker import start_delivery_worker
+from trust.requests import start_closer
 
 ROUTERS = [
     ledger_routes.router,
+    auth_routes.router,
     checks_routes.router,
+    consents_routes.router,
+    me_routes.router,
+    webhooks_routes.router,
+    governance_routes.router,
+    agreements_routes.router,
+    ethics_routes.router,
+    requests_routes.router,
+    pages_public.router,
+    pages_me.router,
+    pages_trustee.router,
+    pages_admin.router,
 ]
 
 
-def create_app(instance: Instance, *, close_on_shutdown: bool = False) -> FastAPI:
-    """Build the app serving *instance*."""
+def create_app(instance: Instance, *, close_on_shutdown: bool = False, background: bool = False) -> FastAPI:
+    """Build the app serving *instance*.
+
+    With *background*, the app's lifespan also runs the governance closer (records decisions
+    when voting periods end) and the webhook delivery worker, and stops both before the
+    instance is closed.
+    """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if close_on_shutdown:
-            instance.close()
+        stoppers: list[Callable[[], None]] = []
+        if background:
+            closer = start_closer(instance.ledger, clock=instance.clock)
+            stoppers.append(closer.stop)
+            stoppers.append(start_delivery_worker(instance))
+        try:
+            yield
+        finally:
+            for stop in reversed(stoppers):
+                stop()
+            if close_on_shutdown:
+                instance.close()
 
     app = FastAPI(
         title="datatrust",
@@ -35,6 +75,9 @@ def create_app(instance: Instance, *, close_on_shutdown: bool = False) -> FastAP
     )
     app.state.instance = instance
     problems.install(app)
+    auth_web.install(app)
+    pages_public.install(app)  # page refusals as pages (sign in first) for browsers
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

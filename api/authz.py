@@ -6,19 +6,22 @@ trustee, a suspended organisation) are decided by the domain with the principal 
 is given, and raise ``ForbiddenError``.
 
 ``POLICY`` maps each action to the roles allowed and, for machine clients, the OAuth
-scope required. The authorisation-matrix test walks the app's route table and fails
+scope required. A refusal by this table carries an ``action`` member in its problem
+document (and ``required_scope`` when only the scope was missing), which tells it apart
+from a refusal by the domain about one resource. The authorisation-matrix test walks the app's route table and fails
 for any route without an action here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
-from api.auth.principal import get_principal
+from api.auth.principal import get_principal, principal_source
+from api.auth.sessions import SAFE_METHODS, verify_csrf
 from api.problems import UnauthorisedError
 from consent.principals import Principal, Role, Scope
 from ledger.errors import ForbiddenError
@@ -47,7 +50,9 @@ POLICY: dict[str, Rule] = {
     # identity and clients
     "clients.manage": _r(A, description="register partner clients, rotate secrets"),
     "people.manage": _r(A, description="create accounts, appoint trustees and ethics members"),
-    "session.read": Rule(ANYONE - {PUB}, description="who am I"),
+    "session.create": Rule(ANYONE, description="sign in or out, get a CSRF token, follow a one-time link"),
+    "session.read": Rule(ANYONE, description="who am I (also for people who hold no role yet, and the public)"),
+    "account.write": _r(A, T, E, P, description="change one's own password (people with an account)"),
     # consent
     "consents.write": _r(P, scope=Scope.CONSENTS_WRITE, description="record or withdraw on behalf"),
     "consents.import": _r(A, description="bulk import"),
@@ -82,26 +87,33 @@ def authorise(principal: Principal, action: str) -> None:
     if rule is None:
         msg = f"no authorisation rule for action {action!r}"
         raise ForbiddenError(msg)
-    if not principal.roles & rule.roles:
+    if not principal.roles & rule.roles and PUB not in rule.roles:  # what the public may do, anyone may
         if principal.roles == {PUB}:
             msg = "sign in to do this"
-            raise UnauthorisedError(msg)
+            raise UnauthorisedError(msg, action=action)
         msg = f"{principal.id} may not {action.replace('.', ' ')}"
-        raise ForbiddenError(msg)
+        raise ForbiddenError(msg, action=action)
     needs_scope = rule.scope is not None and principal.has(P) and not principal.roles & (rule.roles - {P})
     if needs_scope and rule.scope not in principal.scopes:
         msg = f"this token lacks the {rule.scope} scope needed to {action.replace('.', ' ')}"
-        raise ForbiddenError(msg, required_scope=str(rule.scope))
+        raise ForbiddenError(msg, action=action, required_scope=str(rule.scope))
 
 
-def require(action: str) -> Callable[[Principal], Principal]:
-    """A dependency that authorises *action* and returns the principal."""
+def require(action: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authorises *action* and returns the principal.
+
+    When the principal comes from a session cookie and the request changes state, the
+    CSRF token is checked too (as :func:`api.auth.sessions.verify_csrf` does), so no
+    cookie-borne state change can skip it even if its route forgot to ask.
+    """
     if action not in POLICY:
         msg = f"no authorisation rule for action {action!r}"
         raise KeyError(msg)
 
-    def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def dependency(request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         authorise(principal, action)
+        if request.method not in SAFE_METHODS and principal_source(request) == "cookie":
+            await verify_csrf(request)
         return principal
 
     dependency.__name__ = f"require_{action.replace('.', '_')}"

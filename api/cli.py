@@ -16,7 +16,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from api.cli_auth import bootstrap_admin
+from api.cli_auth import register as register_auth_commands
+from api.cli_consent import register as register_consent_commands
+from api.cli_governance import read_template
+from api.cli_governance import register as register_governance_commands
+from api.cli_webhooks import webhooks_app
 from api.instance import Instance, initialise, rotate_log_key
+from ledger.checkpoint import verify_extends
 from ledger.db import Database, sqlite_url
 from ledger.errors import DomainError, LedgerIntegrityError
 from ledger.export import export_ledger, verify_export, verify_live
@@ -32,6 +39,10 @@ ledger_app = typer.Typer(help="Inspect, export and verify the ledger.", no_args_
 keys_app = typer.Typer(help="Manage the trust's signing keys.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(keys_app, name="keys")
+app.add_typer(webhooks_app, name="webhooks")
+register_auth_commands(app)
+register_consent_commands(app)
+register_governance_commands(app)
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -42,6 +53,7 @@ DataDir = Annotated[
     typer.Option("--data-dir", envvar="DATATRUST_DATA_DIR", help="The trust's data directory.", file_okay=False),
 ]
 DEFAULT_DATA_DIR = Path("datatrust-data")
+DEFAULT_MISSION = "Share insight, not people."
 
 
 def clean_errors(func: F) -> F:
@@ -77,9 +89,15 @@ def opened(data_dir: Path) -> Iterator[Instance]:
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar fed by ``(done, total)`` callbacks."""
+    """A rich progress bar fed by ``(done, total)`` callbacks (on a terminal only: no stray lines in pipes)."""
     with Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
     ) as bar:
         task = bar.add_task(label, total=None)
 
@@ -94,13 +112,20 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 def init(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     name: Annotated[str, typer.Option(help="The trust's name.")] = "My Data Trust",
-    mission: Annotated[str, typer.Option(help="One sentence: why this trust exists.")] = "Share insight, not people.",
+    mission: Annotated[str, typer.Option(help="One sentence: why this trust exists.")] = DEFAULT_MISSION,
+    template: Annotated[
+        Path | None,
+        typer.Option(help="Start from another trust's exported governance config.", exists=True, dir_okay=False),
+    ] = None,
 ) -> None:
     """Create a new trust: keys, database and the first ledger entries."""
-    instance = initialise(data_dir, name=name, mission=mission)
+    governance, mission = read_template(template, mission, default_mission=DEFAULT_MISSION)
+    instance = initialise(data_dir, name=name, mission=mission, governance=governance)
     try:
         out.print(f"Created trust [bold]{instance.name}[/] in {data_dir} (log origin {instance.origin}).")
         out.print(f"Checkpoint verifier key: {instance.ledger.signer.verifier.to_text()}")
+        for line in bootstrap_admin(instance):
+            out.print(line, highlight=False)
     finally:
         instance.close()
 
@@ -122,7 +147,8 @@ def _serve(instance: Instance, host: str, port: int) -> None:
     from api.app import create_app  # noqa: PLC0415
 
     out.print(f"Serving [bold]{instance.name}[/] on http://{host}:{port}/ (Ctrl-C to stop)")
-    uvicorn.run(create_app(instance, close_on_shutdown=True), host=host, port=port, log_level="warning")
+    app_ = create_app(instance, close_on_shutdown=True, background=True)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
 @app.command()
@@ -160,11 +186,26 @@ def instance_summary(instance: Instance, host: str, port: int) -> list[str]:
 
 @ledger_app.command("verify")
 @clean_errors
-def ledger_verify(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def ledger_verify(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    kept: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--checkpoint",
+            metavar="FILE",
+            help="A signed checkpoint kept earlier (e.g. from a consent receipt): the ledger must extend it.",
+        ),
+    ] = None,
+) -> None:
     """Verify the live ledger: every hash, the chain, stored tree nodes and every checkpoint."""
     with opened(data_dir) as instance, progress_bar("Verifying") as update, instance.db.engine.connect() as conn:
-        anchors = [instance.ledger.signer.verifier, *instance.ledger.verifiers]
+        # Only the current key is trusted outright: older keys count only where the chain's
+        # key.added / key.revoked entries allow them, so a revoked key cannot sign new checkpoints.
+        anchors = [instance.ledger.signer.verifier]
         report = verify_live(conn, anchors, origin=instance.origin, progress=update)
+        for path in kept or []:
+            checkpoint = instance.ledger.open_checkpoint(path.read_text())
+            verify_extends(checkpoint, size=report.entries, root=report.root, prove=instance.ledger.consistency_proof)
     out.print(
         f"OK: {report.entries} entries, {report.checkpoints} checkpoints verified; root {report.root.hex()}"
         + (f"; {report.uncovered} newest entries not yet under a checkpoint" if report.uncovered else "")
@@ -190,9 +231,7 @@ def ledger_export(
 @ledger_app.command("verify-export")
 @clean_errors
 def ledger_verify_export(
-    file: Annotated[
-        Path, typer.Argument(help="An export written by `datatrust ledger export`.", exists=True, dir_okay=False)
-    ],
+    file: Annotated[Path, typer.Argument(help="An export written by `datatrust ledger export`.")],
     public_key: Annotated[str, typer.Option("--public-key", help="Verifier key text, or a file holding it.")],
 ) -> None:
     """Verify an export with nothing but the trust's public key (no database needed)."""

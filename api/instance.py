@@ -6,7 +6,9 @@ Layout of a data directory::
     datatrust.db          SQLite database (unless DATATRUST_DATABASE_URL names PostgreSQL)
     keys/log.key          Ed25519 checkpoint key (0600, never logged)
     keys/vault.key        vault master key (0600)
+    keys/token.key        Ed25519 JWK signing access tokens; cookie keys derive from it (0600)
     keys/verifiers.txt    every checkpoint verifier key this trust has used, newest last
+    keys/webhook.key      Ed25519 key signing webhooks (v1a), created on first use (0600)
 """
 
 from __future__ import annotations
@@ -19,16 +21,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from api.auth.keys import create_token_key
+from consent import projections as consent_projections
 from ledger.db import Database
 from ledger.errors import ValidationError
 from ledger.keys import Signer, Verifier
 from ledger.service import Ledger, system_clock
 from ledger.vault import Vault
 from migrations import upgrade
+from trust import identity
 from trust import projections as governance_projections
 from trust.checks import CheckService, record_projection
 from trust.config import GovernanceConfig
 from trust.setup import configure_trust
+from trust.webhooks import register_projectors as register_webhook_projectors
 
 CONFIG_NAME = "datatrust.toml"
 
@@ -77,6 +83,9 @@ class Instance:
         vault = Vault.from_file(data_dir / "keys" / "vault.key")
         ledger.projectors.register(["check.decided"], record_projection, tables=["check_decisions", "check_subjects"])
         governance_projections.register(ledger.projectors)
+        consent_projections.register(ledger)
+        identity.register_projectors(ledger.projectors)
+        register_webhook_projectors(ledger.projectors)  # outbox (same transaction) and deletions
         instance = cls(data_dir, trust["name"], trust["origin"], db, ledger, vault, clock)
         instance.checks = CheckService(ledger)
         return instance
@@ -121,6 +130,7 @@ def initialise(
     signer = Signer.generate(origin)
     signer.save(data_dir / "keys" / "log.key")
     Vault.create_master_key(data_dir / "keys" / "vault.key")
+    create_token_key(data_dir)  # keys/token.key: signs access tokens (separate from the log key)
     (data_dir / "keys" / "verifiers.txt").write_text(signer.verifier.to_text() + "\n")
     name_toml = name.replace("\\", "\\\\").replace('"', '\\"')
     config_path.write_text(f'[trust]\nname = "{name_toml}"\norigin = "{origin}"\n')

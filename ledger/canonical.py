@@ -32,7 +32,7 @@ def canonicalize(value: Any) -> bytes:
     _reject_floats(value)
     try:
         return rfc8785.dumps(value)
-    except (rfc8785.CanonicalizationError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:  # CanonicalizationError, and UnicodeEncodeError for lone surrogates
         msg = f"value cannot be canonicalised: {exc}"
         raise ValidationError(msg) from exc
 

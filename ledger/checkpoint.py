@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ledger.errors import ValidationError
+from ledger.errors import LedgerIntegrityError, ProofError, ValidationError
 from ledger.keys import Signer, Verifier
-from ledger.merkle import HASH_SIZE
+from ledger.merkle import HASH_SIZE, verify_consistency
 from ledger.note import SignedNote, sign_note
 
 
@@ -37,7 +37,7 @@ class Checkpoint:
         if not origin:
             msg = "checkpoint origin is empty"
             raise ValidationError(msg)
-        if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
+        if not (size_text.isascii() and size_text.isdigit()) or (size_text != "0" and size_text.startswith("0")):
             msg = f"checkpoint tree size {size_text!r} is not a decimal number"
             raise ValidationError(msg)
         try:
@@ -64,3 +64,29 @@ def open_checkpoint(note: str, verifiers: Iterable[Verifier], *, origin: str | N
         msg = f"checkpoint origin {checkpoint.origin!r} is not the expected {origin!r}"
         raise ValidationError(msg)
     return checkpoint
+
+
+def verify_extends(kept: Checkpoint, *, size: int, root: bytes, prove: Callable[[int, int], Sequence[bytes]]) -> None:
+    """Check that the tree of *size* entries with *root* extends a checkpoint someone kept.
+
+    This is how rollbacks and forks are caught (DESIGN.md, "Verification"): a
+    checkpoint an outsider kept, for example the one inside a consent receipt,
+    must be a prefix of today's tree. *prove* returns the RFC 9162 consistency
+    proof between two sizes. Raises :class:`LedgerIntegrityError` otherwise.
+    """
+    if kept.size > size:
+        msg = (
+            f"the checkpoint you kept covers {kept.size} entries but the ledger now has {size}: "
+            "entries were removed (rollback)"
+        )
+        raise LedgerIntegrityError(msg, seq=size)
+    if kept.size == 0:
+        return
+    try:
+        verify_consistency(kept.size, size, kept.root, root, prove(kept.size, size))
+    except ProofError as exc:
+        msg = (
+            f"the ledger of {size} entries does not extend the checkpoint you kept of {kept.size} entries: "
+            f"its history was rewritten (fork): {exc.detail}"
+        )
+        raise LedgerIntegrityError(msg) from exc

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 import rfc8785
@@ -62,7 +63,12 @@ def format_at(moment: datetime) -> str:
     if moment.tzinfo is None:
         msg = "timestamps must be timezone-aware"
         raise ValidationError(msg)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    if moment.year < 1000:  # noqa: PLR2004 - isoformat pads the year to four digits, strftime does not
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ"), about five times faster (the append path).
+    return moment.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def parse_at(text: str) -> datetime:
@@ -126,12 +132,78 @@ class LedgerEntry:
         return cls(seq, obj["kind"], obj["at"], obj["actor"], prev, obj["payload"], body, computed)
 
 
+_SAFE_INT = 2**53 - 1  # RFC 8785 §3.2.2.3: integers beyond this are not exact as IEEE 754 doubles
+
+
+class _NotCanonicalError(ValueError):
+    pass
+
+
+def _no_float(_text: str) -> Any:
+    raise _NotCanonicalError
+
+
+def _exact_int(text: str) -> int:
+    value = int(text)
+    if not -_SAFE_INT <= value <= _SAFE_INT:
+        raise _NotCanonicalError
+    return value
+
+
+def _fast_canonical(value: dict[str, Any]) -> bytes | None:
+    """RFC 8785 bytes of *value* via the C JSON encoder, or None where only the full path can decide.
+
+    For ASCII output the standard library's ``sort_keys`` order (code points)
+    equals RFC 8785's order (UTF-16 code units), and ``ensure_ascii=False``
+    escapes exactly the characters RFC 8785 escapes, the same way. Parsing the
+    result back refuses floats and out-of-range integers, and comparing it with
+    the input catches anything the encoder coerced (non-string keys, tuples).
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    if not text.isascii():
+        return None
+    try:
+        back = json.loads(text, parse_float=_no_float, parse_int=_exact_int)
+    except _NotCanonicalError:
+        return None
+    if back != value:
+        return None
+    return text.encode()
+
+
 def canonical_payload(payload: dict[str, Any]) -> bytes:
     """Canonicalise a payload on the caller's side (raises on floats or bad values)."""
     if not isinstance(payload, dict):
         msg = "an entry payload must be a JSON object"
         raise ValidationError(msg)
-    return canonicalize(payload)
+    fast = _fast_canonical(payload)
+    return fast if fast is not None else canonicalize(payload)
+
+
+_STRING_CACHE = {kind: rfc8785.dumps(kind) for kind in KINDS}  # kinds and actors repeat: encode each once
+_STRING_CACHE_LIMIT = 4096
+
+
+def _json_string(value: str) -> bytes:
+    """RFC 8785 bytes of one string (the C encoder escapes exactly the characters RFC 8785 escapes)."""
+    if type(value) is str:
+        cached = _STRING_CACHE.get(value)
+        if cached is not None:
+            return cached
+        try:
+            result = encode_basestring(value).encode()
+        except UnicodeEncodeError:  # a lone surrogate: let rfc8785 refuse it, as before
+            pass
+        else:
+            if len(_STRING_CACHE) >= _STRING_CACHE_LIMIT:
+                _STRING_CACHE.clear()
+            _STRING_CACHE[value] = result
+            return result
+    encoded: bytes = rfc8785.dumps(value)
+    return encoded
 
 
 def build_entry(*, seq: int, kind: str, at: str, actor: str, prev: bytes, payload_bytes: bytes) -> tuple[bytes, bytes]:
@@ -139,11 +211,11 @@ def build_entry(*, seq: int, kind: str, at: str, actor: str, prev: bytes, payloa
     body = b"".join(
         (
             b'{"actor":',
-            rfc8785.dumps(actor),
+            _json_string(actor),
             b',"at":"',
             at.encode(),
             b'","kind":',
-            rfc8785.dumps(kind),
+            _json_string(kind),
             b',"payload":',
             payload_bytes,
             b',"prev":"',

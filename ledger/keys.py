@@ -71,7 +71,7 @@ class Verifier:
             msg = "verifier key is not an Ed25519 key (type byte 0x01 and 32 bytes expected)"
             raise ValidationError(msg)
         verifier = cls(name, raw[1:])
-        if len(wanted_id) != 4 or verifier.key_id != wanted_id:  # noqa: PLR2004 - ids are 4 bytes
+        if len(hex_id) != 8 or verifier.key_id != wanted_id:  # noqa: PLR2004 - ids are 8 hex digits
             msg = "verifier key id does not match its name and public key"
             raise ValidationError(msg)
         return verifier

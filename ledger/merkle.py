@@ -22,6 +22,7 @@ LEAF_HASH_PREFIX = b"\x00"  # RFC 9162 §2.1.1
 NODE_HASH_PREFIX = b"\x01"  # RFC 9162 §2.1.1
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 9162 §2.1.1: MTH({}) = SHA-256()
+_sha256 = hashlib.sha256
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -142,6 +143,45 @@ class CompactRange:
                 on_node(level, index, value)
         self.hashes.append(value)
         self.size += 1
+
+    def extend(self, leaves: Sequence[bytes], on_node: Callable[[int, int, bytes], None] | None = None) -> None:
+        """Add many leaf hashes on the right: the same tree, and the same ``on_node`` calls, as appending each.
+
+        The leaves are split into aligned perfect subtrees, each hashed level by
+        level in a tight loop, then merged into the right edge (verification's
+        hot path: about half the cost of :meth:`append` per leaf).
+        """
+        position, count = 0, len(leaves)
+        while position < count:
+            size = self.size
+            align = (size & -size).bit_length() - 1 if size else 63
+            level = min(align, (count - position).bit_length() - 1)
+            width = 1 << level
+            layer = list(leaves[position : position + width])
+            first = size >> 1
+            for depth in range(1, level + 1):
+                pairs = iter(layer)
+                layer = [
+                    _sha256(NODE_HASH_PREFIX + left + right).digest() for left, right in zip(pairs, pairs, strict=False)
+                ]
+                if on_node is not None:
+                    for offset, value in enumerate(layer):
+                        on_node(depth, first + offset, value)
+                first >>= 1
+            self._push(layer[0], level, on_node)
+            position += width
+
+    def _push(self, value: bytes, level: int, on_node: Callable[[int, int, bytes], None] | None) -> None:
+        """Merge the hash of an aligned perfect subtree of ``2**level`` leaves into the right edge."""
+        index = self.size >> level
+        self.size += 1 << level
+        while index & 1:
+            value = node_hash(self.hashes.pop(), value)
+            level += 1
+            index >>= 1
+            if on_node is not None:
+                on_node(level, index, value)
+        self.hashes.append(value)
 
     def root(self) -> bytes:
         """Return the Merkle tree hash of the leaves appended so far."""

@@ -15,6 +15,7 @@ from ledger.errors import SignatureInvalidError, ValidationError
 from ledger.keys import Signer, Verifier
 
 _SIG_PREFIX = "\u2014 "  # C2SP signed-note: an em dash and a space start each signature line
+_MAX_SIGNATURES = 100  # Go's note.Open refuses more, to bound the work
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +45,19 @@ class SignedNote:
             msg = "signed note has no blank line before its signatures"
             raise ValidationError(msg)
         text, sig_block = note[: split + 1], note[split + 2 :]
-        _check_text(text)
+        _check_text(note)  # as Go's note.Open: the whole note, signature lines included
+        lines = sig_block.split("\n")[:-1]
+        if len(lines) > _MAX_SIGNATURES:
+            msg = f"signed note has more than {_MAX_SIGNATURES} signatures"
+            raise ValidationError(msg)
         sigs: list[NoteSignature] = []
-        for line in sig_block.splitlines():
+        for line in lines:
             if not line.startswith(_SIG_PREFIX):
                 msg = f"malformed signature line: {line[:40]!r}"
                 raise ValidationError(msg)
             parts = line[len(_SIG_PREFIX) :].split(" ")
-            if len(parts) != 2:  # noqa: PLR2004 - name and signature
-                msg = "signature line must be '— NAME BASE64'"
+            if len(parts) != 2 or not _is_valid_name(parts[0]):  # noqa: PLR2004 - name and signature
+                msg = "signature line must be '— NAME BASE64' with a name free of '+' and white space"
                 raise ValidationError(msg)
             try:
                 raw = base64.b64decode(parts[1], validate=True)
@@ -69,13 +74,20 @@ class SignedNote:
         return cls(text, tuple(sigs))
 
     def verify(self, verifiers: Iterable[Verifier]) -> Verifier:
-        """Return the first known verifier whose signature verifies, or raise."""
+        """Return the first known verifier that signed the note, or raise.
+
+        As Go's ``note.Open``: every signature by a known key must verify (one bad
+        one fails the note); signatures by unknown keys are ignored.
+        """
         known = {(v.name, v.key_id): v for v in verifiers}
+        signed_by: list[Verifier] = []
         for sig in self.signatures:
             verifier = known.get((sig.name, sig.key_id))
-            if verifier is not None:
+            if verifier is not None and verifier not in signed_by:
                 verifier.verify(self.text.encode(), sig.signature)
-                return verifier
+                signed_by.append(verifier)
+        if signed_by:
+            return signed_by[0]
         names = ", ".join(f"{s.name}+{s.key_id.hex()}" for s in self.signatures)
         msg = f"note is not signed by a known key (signed by {names})"
         raise SignatureInvalidError(msg)
@@ -88,6 +100,15 @@ def _check_text(text: str) -> None:
     if any(ord(ch) < 0x20 and ch != "\n" for ch in text):  # noqa: PLR2004 - ASCII control range
         msg = "note text must not contain control characters other than newline"
         raise ValidationError(msg)
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        msg = "note text is not valid Unicode (a lone surrogate)"
+        raise ValidationError(msg) from exc
+
+
+def _is_valid_name(name: str) -> bool:
+    return bool(name) and "+" not in name and not any(ch.isspace() for ch in name)
 
 
 def sign_note(text: str, *signers: Signer) -> str:

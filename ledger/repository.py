@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 from sqlalchemy import Connection, and_, insert, or_, select
 
+from ledger.db import LEDGER_LOCK_ID
 from ledger.entry import LedgerEntry
 from ledger.merkle import CompactRange, Node
 from ledger.models import checkpoints_table, entries_table, nodes_table
 
 EntryRow = tuple[int, bytes, bytes]  # seq, leaf hash, body
+NewEntryRow = tuple[int, str, str, str, bytes, bytes]  # seq, kind, at, actor, leaf hash, body
+NewNodeRow = tuple[int, int, bytes]  # level, index, hash
 
 
 def head(conn: Connection) -> tuple[int, bytes] | None:
@@ -63,6 +67,65 @@ def insert_nodes(conn: Connection, rows: list[dict[str, object]]) -> None:
     """Insert tree node rows (executemany)."""
     if rows:
         conn.execute(insert(nodes_table), rows)
+
+
+_HEAD_SQL = "SELECT seq, leaf_hash FROM ledger_entries ORDER BY seq DESC LIMIT 1"
+_LOCK_AND_HEAD_SQL = f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_ID}); {_HEAD_SQL}"
+_INSERT_ENTRIES_SQL = "INSERT INTO ledger_entries (seq, kind, at, actor, leaf_hash, body) VALUES "
+_INSERT_NODES_SQL = "INSERT INTO ledger_tree_nodes (level, idx, hash) VALUES "
+_PG_CHUNK = 4000  # rows per statement: keeps PostgreSQL under its 65,535 bind parameters
+
+
+class BatchWriter:
+    """The sequencer's hot path, as plain DB-API calls inside the connection's current transaction.
+
+    The same statements as :func:`head`, :func:`insert_entries` and
+    :func:`insert_nodes`, without SQLAlchemy's per-row work; rows are tuples in
+    column order. On PostgreSQL the advisory lock and the head read travel in
+    one round trip (two statements: the head is read with a snapshot taken after
+    the lock is granted), and entries and nodes in one ``INSERT`` (a writable
+    CTE). Driver errors are raised as they are (``sqlite3.Error``, ``psycopg.Error``).
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.is_postgresql = conn.dialect.name == "postgresql"
+        dbapi_connection: Any = conn.connection.dbapi_connection
+        self._cursor: Any = dbapi_connection.cursor()
+
+    def lock_and_head(self) -> tuple[int, bytes] | None:
+        """Take the cross-process append lock (PostgreSQL) and return the head, like :func:`head`."""
+        cursor = self._cursor
+        if self.is_postgresql:
+            cursor.execute(_LOCK_AND_HEAD_SQL)
+            cursor.nextset()
+        else:  # SQLite: the transaction began IMMEDIATE, so it already holds the write lock
+            cursor.execute(_HEAD_SQL)
+        row = cursor.fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def insert(self, entries: list[NewEntryRow], nodes: list[NewNodeRow]) -> None:
+        """Insert entry rows and tree node rows."""
+        cursor = self._cursor
+        if not self.is_postgresql:
+            if entries:
+                cursor.executemany(_INSERT_ENTRIES_SQL + "(?, ?, ?, ?, ?, ?)", entries)
+            if nodes:
+                cursor.executemany(_INSERT_NODES_SQL + "(?, ?, ?)", nodes)
+            return
+        for start in range(0, max(len(entries), len(nodes)), _PG_CHUNK):
+            part_e, part_n = entries[start : start + _PG_CHUNK], nodes[start : start + _PG_CHUNK]
+            statements: list[str] = []
+            params: list[object] = []
+            if part_e:
+                statements.append(_INSERT_ENTRIES_SQL + ",".join(["(%s,%s,%s,%s,%s,%s)"] * len(part_e)))
+                params.extend(v for row in part_e for v in row)
+            if part_n:
+                statements.append(_INSERT_NODES_SQL + ",".join(["(%s,%s,%s)"] * len(part_n)))
+                params.extend(v for row in part_n for v in row)
+            if len(statements) == 1:
+                cursor.execute(statements[0], params)
+            else:
+                cursor.execute(f"WITH e AS ({statements[0]}) {statements[1]}", params)
 
 
 def insert_checkpoint(conn: Connection, *, size: int, root: bytes, note: str, signed_at: str) -> None:
@@ -138,6 +201,28 @@ def iter_entries(conn: Connection, *, start: int = 0, end: int | None = None, ch
         if len(rows) < stop - position:
             return
         position = stop
+
+
+def _placeholder(conn: Connection) -> str:
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def scan_entry_rows(conn: Connection, start: int, end: int) -> list[EntryRow]:
+    """Rows with ``start <= seq < end`` in order, as :func:`entry_rows`, for bulk reads (verification).
+
+    The plain SQL skips SQLAlchemy's per-value processing: both drivers already
+    return ``int`` and ``bytes`` for these columns.
+    """
+    mark = _placeholder(conn)
+    sql = f"SELECT seq, leaf_hash, body FROM ledger_entries WHERE seq >= {mark} AND seq < {mark} ORDER BY seq"  # noqa: S608 - placeholders only
+    return cast("list[EntryRow]", conn.exec_driver_sql(sql, (start, end)).all())
+
+
+def node_hashes(conn: Connection, level: int, first: int, last: int) -> dict[int, bytes]:
+    """Stored hashes of one *level* by index, ``first <= index <= last`` (bulk reads, like :func:`scan_entry_rows`)."""
+    mark = _placeholder(conn)
+    sql = f"SELECT idx, hash FROM ledger_tree_nodes WHERE level = {mark} AND idx >= {mark} AND idx <= {mark}"  # noqa: S608 - placeholders only
+    return {int(idx): bytes(value) for idx, value in conn.exec_driver_sql(sql, (level, first, last)).all()}
 
 
 def nodes_between(conn: Connection, level: int, first: int, last: int) -> dict[Node, bytes]:

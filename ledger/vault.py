@@ -2,9 +2,10 @@
 
 Each subject's 32-byte data key is sealed with the trust's vault master key (a
 file in the data directory, mode 0600) before it is stored, so a copy of the
-database alone reveals nothing. Erasure deletes the sealed key row (SQLite runs
-with ``secure_delete`` so the bytes are overwritten); the ciphertexts that remain
-are unreadable, and the ledger, which never held them, still verifies.
+database alone reveals nothing. Erasure deletes the subject's sealed key row
+(SQLite runs with ``secure_delete``, so the bytes are overwritten) and their
+ciphertexts; any copy of those ciphertexts made earlier stays unreadable. The
+ledger, which never held them, still verifies.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import nacl.exceptions
 import nacl.secret
 import nacl.utils
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, insert, select
 
 from ledger.errors import LedgerIntegrityError, NotFoundError
 from ledger.models import vault_keys_table, vault_records_table
@@ -78,7 +79,11 @@ class Vault:
                 vault_records_table.c.subject == subject
             )
         ):
-            out[str(name)] = box.decrypt(bytes(ciphertext)).decode()
+            try:
+                out[str(name)] = box.decrypt(bytes(ciphertext)).decode()
+            except nacl.exceptions.CryptoError as exc:
+                msg = f"vault field {name!r} of {subject} cannot be decrypted with the subject's key"
+                raise LedgerIntegrityError(msg) from exc
         return out
 
     def has_key(self, conn: Connection, subject: str) -> bool:
@@ -88,8 +93,33 @@ class Vault:
 
     @staticmethod
     def destroy_key(conn: Connection, subject: str) -> None:
-        """Crypto-shred: delete the subject's key; their ciphertexts become unreadable."""
+        """Crypto-shred: delete the subject's key, and with it their ciphertexts, unreadable from now on.
+
+        The ciphertexts go too, so that storing fields for the subject again (a new
+        key) never meets records it cannot open. Call :meth:`purge_deleted_keys`
+        once the transaction has committed.
+        """
         conn.execute(delete(vault_keys_table).where(vault_keys_table.c.subject == subject))
+        conn.execute(delete(vault_records_table).where(vault_records_table.c.subject == subject))
+
+    @staticmethod
+    def purge_deleted_keys(engine: Engine) -> None:
+        """After an erasure commits, push deleted key bytes off the disk where the engine allows it.
+
+        SQLite in WAL mode keeps the page that held the deleted key in the ``-wal``
+        file until a checkpoint overwrites it; a truncating checkpoint copies the
+        zeroed page (``secure_delete``) into the database and empties the log. It is
+        best effort: readers still using old pages make it a partial checkpoint, and
+        a later one finishes the job. PostgreSQL frees dead rows at VACUUM; its WAL
+        archives and backups follow the operator's retention policy.
+        """
+        if engine.dialect.name != "sqlite":
+            return
+        raw = engine.raw_connection()  # outside SQLAlchemy's transaction: a checkpoint cannot run inside one
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
 
     def _unseal(self, sealed: bytes, subject: str) -> bytes:
         try:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
+import api.auth.store  # noqa: F401 - sessions, sign-in throttling, one-time links
 import consent.models  # noqa: F401 - consent projections and access codes
 import ledger.models  # noqa: F401 - registers tables for autogenerate checks
 import trust.check_models
-import trust.models  # noqa: F401 - governance projections
+import trust.identity  # people and partner clients
+import trust.models  # governance projections
+import trust.webhook_models  # noqa: F401 - webhook subscriptions, outbox, deletion confirmations
 from ledger.db import Database
 
 config = context.config

@@ -9,21 +9,33 @@ from ledger.entry import LedgerEntry
 from ledger.keys import Verifier
 from ledger.sequencer import AppendSpec
 from ledger.service import Ledger
+from trust.config import GovernanceConfig
 
 TRUST_ACTOR = "trust"
 
 
 def configure_trust(
-    ledger: Ledger, *, name: str, mission: str, settings: dict[str, Any], now: datetime
+    ledger: Ledger,
+    *,
+    name: str,
+    mission: str,
+    settings: dict[str, Any],
+    now: datetime,
+    governance: GovernanceConfig | None = None,
 ) -> list[LedgerEntry]:
-    """Record ``trust.configured`` and announce the log key (``key.added``), atomically."""
+    """Record ``trust.configured`` and announce the log key (``key.added``), atomically.
+
+    The first ``trust.configured`` also adopts the governance configuration (*governance*, or
+    the shipped default): its ``governance`` and ``governance_hash`` members (see ``trust/config.py``).
+    """
+    adopted = (governance or GovernanceConfig.default()).payload()
     return ledger.append_all(
         [
             AppendSpec(
                 "trust.configured",
                 TRUST_ACTOR,
                 now,
-                payload={"name": name, "mission": mission, "origin": ledger.origin, "settings": settings},
+                payload={"name": name, "mission": mission, "origin": ledger.origin, "settings": settings, **adopted},
             ),
             AppendSpec(
                 "key.added",

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from consent.vocabulary import Vocabulary
 from ledger.entry import LedgerEntry, format_at, parse_at
 
 OPERATIONS = ("aggregate", "pseudonymised", "identifiable")  # least to most identifying
@@ -128,6 +129,7 @@ class RequestState:
     flags: dict[str, Any]
     submitted_seq: int
     submitted_at: str
+    project: str | None = None
     decided_seq: int | None = None
     decided_at: str | None = None
     outcome: str | None = None
@@ -161,11 +163,44 @@ class ConsentState:
 
 @dataclass(slots=True)
 class ConfigState:
-    """A governance configuration and when it took effect."""
+    """A governance configuration and when it took effect.
+
+    ``governance`` is the document of ``trust/config.py`` (``outputs.min_cohort_size``,
+    ``ethics.categories_requiring_approval``); the settings the rules read are taken out
+    of it once, when the entry is folded.
+    """
 
     seq: int
     at: str
     governance: dict[str, Any]
+    min_cohort_size: int | None = None
+    ethics_categories: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_governance(cls, seq: int, at: str, governance: dict[str, Any]) -> ConfigState:
+        """Read the settings the rules need out of a governance document."""
+        outputs = governance.get("outputs")
+        minimum = outputs.get("min_cohort_size") if isinstance(outputs, dict) else None
+        ethics = governance.get("ethics")
+        listed = ethics.get("categories_requiring_approval") if isinstance(ethics, dict) else None
+        return cls(
+            seq,
+            at,
+            governance,
+            min_cohort_size=None if minimum is None else int(minimum),
+            ethics_categories=frozenset(str(code) for code in listed or ()),
+        )
+
+    def requires_ethics(self, category: str) -> bool:
+        """Whether this configuration lists *category* (or a broader code above it) as needing ethics approval."""
+        listed = self.ethics_categories
+        return bool(listed) and any(code in listed for code in ancestors(category))
+
+
+@functools.cache
+def default_special_categories() -> frozenset[str]:
+    """Special categories of the shipped vocabulary, which applies until a trust adopts its own."""
+    return frozenset(code for code, term in Vocabulary.default().categories.items() if term.special)
 
 
 @dataclass
@@ -180,12 +215,13 @@ class TrustState:
         default_factory=lambda: defaultdict(list)
     )
     ethics_by_request: dict[str, list[EthicsState]] = field(default_factory=lambda: defaultdict(list))
+    ethics_by_project: dict[str, list[EthicsState]] = field(default_factory=lambda: defaultdict(list))
     requests: dict[str, RequestState] = field(default_factory=dict)
     consents: dict[str, ConsentState] = field(default_factory=dict)
     consents_by_subject: dict[str, list[ConsentState]] = field(default_factory=lambda: defaultdict(list))
     erased: dict[str, tuple[int, str]] = field(default_factory=dict)
     configs: list[ConfigState] = field(default_factory=list)
-    special_categories: frozenset[str] = frozenset()
+    special_categories: frozenset[str] = field(default_factory=default_special_categories)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     # -- folding -------------------------------------------------------------------------
@@ -263,7 +299,11 @@ def _agreement_signed(state: TrustState, e: LedgerEntry) -> None:
 
 
 def _agreement_terminated(state: TrustState, e: LedgerEntry) -> None:
-    agreement = state.latest_agreement.get(e.payload["agreement"])
+    version = e.payload.get("version")
+    if version is None:
+        agreement = state.latest_agreement.get(e.payload["agreement"])
+    else:  # trust/agreements.py names the version it terminates
+        agreement = state.agreements.get((e.payload["agreement"], int(version)))
     if agreement is not None and agreement.terminated_seq is None:
         agreement.terminated_seq, agreement.terminated_at = e.seq, e.at
 
@@ -284,6 +324,8 @@ def _ethics_decided(state: TrustState, e: LedgerEntry) -> None:
     )
     if decision.request:
         state.ethics_by_request[decision.request].append(decision)
+    elif decision.project:
+        state.ethics_by_project[decision.project].append(decision)
 
 
 def _request_submitted(state: TrustState, e: LedgerEntry) -> None:
@@ -301,6 +343,7 @@ def _request_submitted(state: TrustState, e: LedgerEntry) -> None:
         flags=dict(p.get("flags") or {}),
         submitted_seq=e.seq,
         submitted_at=e.at,
+        project=p.get("project") or None,
     )
 
 
@@ -308,7 +351,9 @@ def _request_decided(state: TrustState, e: LedgerEntry) -> None:
     request = state.requests.get(e.payload["request"])
     if request is not None and request.decided_seq is None:
         request.decided_seq, request.decided_at, request.outcome = e.seq, e.at, e.payload.get("outcome")
-        if request.duration_days is not None:
+        if "expires_at" in e.payload:  # trust/requests.py records the end of an approval (null when rejected)
+            request.expires_at = e.payload["expires_at"]
+        elif request.duration_days is not None:
             request.expires_at = format_at(parse_at(e.at) + timedelta(days=int(request.duration_days)))
 
 
@@ -367,7 +412,7 @@ def _trust_configured(state: TrustState, e: LedgerEntry) -> None:
     if governance is None and "settings" in p and isinstance(p["settings"], dict):
         governance = p["settings"].get("governance")
     if isinstance(governance, dict):
-        state.configs.append(ConfigState(e.seq, e.at, governance))
+        state.configs.append(ConfigState.from_governance(e.seq, e.at, governance))
     vocabulary = p.get("vocabulary")
     if isinstance(vocabulary, dict):
         state.special_categories = frozenset(_special_codes(vocabulary))

@@ -1,16 +1,125 @@
-"""Turning a request into a principal (bearer token, session cookie, or the public)."""
+"""Turning a request into a principal (bearer token, session cookie, or the public).
+
+* ``Authorization: Bearer <jwt>``: the token must verify (see ``api.auth.tokens``), or the
+  request fails with 401 -- a bad token never falls back to a cookie or to the public.
+  For a partner client the client must still be unsuspended and on the credential
+  the token was issued under, and its organisation in good standing. (A token naming
+  a client id the trust does not know can only have been signed here -- by a tool
+  or a test -- and is judged by its organisation alone.)
+* Any other ``Authorization`` scheme is refused (401): the API speaks Bearer only.
+* Otherwise the session cookie, if it names a live session; a stale cookie counts as
+  no cookie. A person's roles are read afresh on every request (a trustee removed
+  at 10:00 is not a trustee at 10:01).
+* Otherwise the public.
+"""
 
 from __future__ import annotations
 
-from fastapi import Request
+from datetime import datetime
+from typing import Any
 
-from consent.principals import PUBLIC, Principal
+from fastapi import Request
+from itsdangerous import BadSignature, TimestampSigner
+from sqlalchemy import Connection
+
+from api.auth.keys import auth_keys
+from api.auth.store import get_session
+from api.auth.tokens import decode_access_token
+from api.deps import get_now
+from api.instance import Instance
+from api.problems import UnauthorisedError
+from consent.principals import PUBLIC, Principal, Role
+from ledger.errors import ForbiddenError
+from trust.identity import check_client_standing, get_client, get_person, organisation_is_active, roles_of
+
+SESSION_COOKIE = "dt_session"
+SESSION_MAX_AGE_SECONDS = 8 * 3600
+SESSION_SALT = "datatrust.session"
+
+
+def session_signer(instance: Instance) -> TimestampSigner:
+    """Signs session ids into cookie values."""
+    return TimestampSigner(auth_keys(instance.data_dir).cookie_secret, salt=SESSION_SALT)
 
 
 def get_principal(request: Request) -> Principal:
-    """The principal making *request*; the public when no credentials are presented.
+    """The principal making *request*; the public when no credentials are presented."""
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    instance: Instance = request.app.state.instance
+    now = get_now()
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            msg = "the API accepts only 'Authorization: Bearer <access token>'"
+            raise UnauthorisedError(msg)
+        principal = principal_from_token(instance, value.strip(), now=now)
+        source = "bearer"
+    else:
+        from_cookie = principal_from_cookie(instance, request.cookies.get(SESSION_COOKIE), now=now)
+        principal, source = (PUBLIC, "public") if from_cookie is None else (from_cookie, "cookie")
+    request.state.principal = principal
+    request.state.principal_source = source
+    return principal
 
-    Token and session parsing are added by the identity work (issue 3).
-    """
-    del request
-    return PUBLIC
+
+def principal_source(request: Request) -> str:
+    """How this request's principal was established: ``bearer``, ``cookie`` or ``public``."""
+    return str(getattr(request.state, "principal_source", "public"))
+
+
+def principal_from_token(instance: Instance, token: str, *, now: datetime) -> Principal:
+    """Verify a bearer token and return its principal (raises UnauthorisedError)."""
+    claims = decode_access_token(instance, token, now=now)
+    try:
+        roles = frozenset(Role(r) for r in claims.get("roles", []))
+    except ValueError:
+        msg = "the access token is not valid: it names an unknown role"
+        raise UnauthorisedError(msg) from None
+    scope = claims.get("scope", "")
+    principal = Principal(
+        id=str(claims["sub"]),
+        roles=roles,
+        organisation=claims.get("org"),
+        subject=claims.get("subject"),
+        scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
+    )
+    with instance.db.engine.connect() as conn:
+        try:
+            _check_standing(conn, principal, claims, now=now)
+        except ForbiddenError as exc:
+            msg = f"the access token is no longer valid: {exc.detail}"
+            raise UnauthorisedError(msg) from None
+    return principal
+
+
+def _check_standing(conn: Connection, principal: Principal, claims: dict[str, Any], *, now: datetime) -> None:
+    """A registered client must be in good standing; any partner's organisation must be active."""
+    if principal.id.startswith("client_") and get_client(conn, principal.id) is not None:
+        check_client_standing(conn, principal.id, at=now, credential_version=claims.get("cv"))
+    elif principal.organisation is not None and not organisation_is_active(conn, principal.organisation, now):
+        msg = f"organisation {principal.organisation} is suspended or not registered"
+        raise ForbiddenError(msg)
+
+
+def principal_from_cookie(instance: Instance, cookie: str | None, *, now: datetime) -> Principal | None:
+    """The principal of a live session cookie, or None."""
+    if not cookie:
+        return None
+    try:
+        session_id = session_signer(instance).unsign(cookie, max_age=SESSION_MAX_AGE_SECONDS).decode()
+    except BadSignature:
+        return None
+    with instance.db.engine.connect() as conn:
+        session = get_session(conn, session_id, now=now)
+        if session is None:
+            return None
+        if session.kind == "individual":
+            subject = session.principal_id
+            return Principal(id=subject, roles=frozenset({Role.INDIVIDUAL}), subject=subject)
+        person = get_person(conn, session.principal_id)
+        if person is None:
+            return None
+        return Principal(id=person.id, roles=roles_of(conn, person.id, now), display_name=person.display_name)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import InstanceDep
 
@@ -32,6 +32,16 @@ class InclusionOut(BaseModel):
     seq: int
     size: int
     leaf_hash: str
+    proof: list[str]
+
+
+class ConsistencyOut(BaseModel):
+    """RFC 9162 consistency proof from tree size ``from`` to tree size ``to``, hex hashes."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: int = Field(alias="from")
+    to: int
     proof: list[str]
 
 
@@ -67,12 +77,12 @@ def get_inclusion(
     return InclusionOut(**proof.to_json())
 
 
-@router.get("/proofs/consistency", summary="RFC 9162 consistency proof")
+@router.get("/proofs/consistency", response_model=ConsistencyOut, summary="RFC 9162 consistency proof")
 def get_consistency(
     instance: InstanceDep,
     from_: Annotated[int, Query(alias="from", ge=0, le=2**62)],
     to: Annotated[int, Query(ge=0, le=2**62)],
-) -> dict[str, Any]:
+) -> ConsistencyOut:
     """Consistency proof from tree size *from* to tree size *to*."""
     proof = instance.ledger.consistency_proof(from_, to)
-    return {"from": from_, "to": to, "proof": [p.hex() for p in proof]}
+    return ConsistencyOut.model_validate({"from": from_, "to": to, "proof": [p.hex() for p in proof]})

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from api.instance import Instance
+from ledger.db import Database
 from ledger.export import verify_live
 from ledger.merkle import verify_consistency, verify_inclusion
 
@@ -36,3 +37,35 @@ def test_triggers_refuse_rewrites(instance: Instance, statement: str) -> None:
     """The database itself refuses UPDATE and DELETE on ledger entries."""
     with pytest.raises(DBAPIError, match="append-only"), instance.db.write_engine.begin() as conn:
         conn.execute(sa.text(statement))
+
+
+# table -> (a row to insert, a column to "update")
+APPEND_ONLY = {
+    "ledger_entries": (
+        "INSERT INTO ledger_entries (seq, kind, at, actor, leaf_hash, body) VALUES (0, 'k', 'a', 'x', :b, :b)",
+        "kind",
+    ),
+    "ledger_tree_nodes": ("INSERT INTO ledger_tree_nodes (level, idx, hash) VALUES (1, 0, :b)", "hash"),
+    "ledger_checkpoints": (
+        "INSERT INTO ledger_checkpoints (size, root, note, signed_at) VALUES (1, :b, 'n', 's')",
+        "note",
+    ),
+}
+
+
+def test_every_ledger_table_is_append_only(db_url: str) -> None:
+    """Entries, tree nodes and checkpoints all refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL)."""
+    db = Database.from_url(db_url)
+    try:
+        with db.write_engine.begin() as conn:
+            for insert, _column in APPEND_ONLY.values():
+                conn.execute(sa.text(insert), {"b": bytes(32)})
+        for table, (_insert, column) in APPEND_ONLY.items():
+            statements = [f"UPDATE {table} SET {column} = {column}", f"DELETE FROM {table}"]  # noqa: S608 - fixed names
+            if db.is_postgresql:
+                statements.append(f"TRUNCATE {table}")
+            for statement in statements:
+                with pytest.raises(DBAPIError, match="append-only"), db.write_engine.begin() as conn:
+                    conn.execute(sa.text(statement))
+    finally:
+        db.dispose()

@@ -45,7 +45,7 @@ def evaluate(ctx: Context) -> RuleResult:
     evidence: list[int] = []
     for agreement in candidates:
         why = _why_not(agreement, ctx)
-        seqs = [seq for seq, _ in agreement.signed.values()]
+        seqs = [seq for seq, signed_at in agreement.signed.values() if signed_at <= ctx.at]
         if why is None:
             obligations: tuple[tuple[str, object], ...] = ()
             if action.geography is None and agreement.geography:
@@ -59,5 +59,10 @@ def evaluate(ctx: Context) -> RuleResult:
             )
         reasons.append(why)
         evidence.extend(seqs)
-        evidence.extend(x for x in (agreement.terminated_seq, agreement.superseded_seq) if x is not None)
+        for ended_seq, ended_at in (
+            (agreement.terminated_seq, agreement.terminated_at),
+            (agreement.superseded_seq, agreement.superseded_at),
+        ):
+            if ended_seq is not None and ended_at is not None and ended_at <= ctx.at:
+                evidence.append(ended_seq)
     return RuleResult(NAME, Outcome.FAIL, "; ".join(dict.fromkeys(reasons)), tuple(evidence))

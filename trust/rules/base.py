@@ -10,6 +10,8 @@ from typing import Any
 from ledger.entry import parse_at
 from trust.state import OPERATIONS, RequestState, TrustState
 
+DEFAULT_MIN_COHORT = 10  # trust/governance.toml [outputs] min_cohort_size, when no configuration says otherwise
+
 
 class Outcome(StrEnum):
     """What one rule concluded."""
@@ -120,10 +122,11 @@ class Context:
 
     @property
     def min_cohort(self) -> int:
-        """The minimum cohort size for aggregate outputs in the config in force (default 10)."""
+        """The minimum cohort size for aggregate outputs (``outputs.min_cohort_size``) in force (default 10)."""
         config = self.state.config_at(self.at)
-        value = (config.governance if config else {}).get("min_cohort_size", 10)
-        return int(value)
+        if config is None or config.min_cohort_size is None:
+            return DEFAULT_MIN_COHORT
+        return config.min_cohort_size
 
 
 def operation_rank(operation: str) -> int:

@@ -13,8 +13,6 @@ NAME = "consent"
 
 
 def _inactive(consent: ConsentState, at: str) -> str | None:
-    if consent.at > at:
-        return "not yet given"
     if consent.withdrawn_at is not None and consent.withdrawn_at <= at:
         who = {"trust": "revoked by the trust", "organisation": "withdrawn on the person's behalf"}.get(
             consent.withdrawn_by or "", "withdrawn by the person"
@@ -52,19 +50,23 @@ def decide_subject(ctx: Context, subject: str, special: set[str]) -> tuple[int |
         return None, Exclusion(
             subject, NAME, f"the person asked for their data to be erased (entry {erased[0]})", (erased[0],)
         )
-    consents = ctx.state.consents_by_subject.get(subject)
-    if not consents:
-        return None, Exclusion(subject, NAME, "no consent is recorded for this subject")
+    consents = ctx.state.consents_by_subject.get(subject, ())
     reasons: list[str] = []
     evidence: list[int] = []
     for consent in reversed(consents):  # newest first: the most relevant reason comes first
+        if consent.at > ctx.at:  # not given yet at the instant of the check: neither cover nor evidence
+            continue
         why = _inactive(consent, ctx.at) or _mismatch(consent, ctx, special)
         if why is None:
             return consent.seq, None
         reasons.append(why)
         evidence.append(consent.seq)
-        if consent.withdrawn_seq is not None:
+        if consent.withdrawn_seq is not None and consent.withdrawn_at is not None and consent.withdrawn_at <= ctx.at:
             evidence.append(consent.withdrawn_seq)
+        if consent.superseded_seq is not None and consent.superseded_at is not None and consent.superseded_at <= ctx.at:
+            evidence.append(consent.superseded_seq)
+    if not reasons:
+        return None, Exclusion(subject, NAME, "no consent is recorded for this subject")
     return None, Exclusion(subject, NAME, reasons[0], tuple(evidence))
 
 

@@ -57,10 +57,12 @@ def _merge_obligations(results: Sequence[RuleResult]) -> tuple[dict[str, Any], .
         for kind, value in result.obligations:
             if kind not in merged:
                 merged[kind] = value
-            elif kind == "delete_by":
+            elif kind in {"delete_by", "review_by"}:  # the earliest date binds
                 merged[kind] = min(merged[kind], value)
             elif kind == "min_cohort":
                 merged[kind] = max(merged[kind], value)
+            elif kind == "geography":  # only where every source allows
+                merged[kind] = [code for code in merged[kind] if code in value]
     return tuple({"type": kind, "value": value} for kind, value in merged.items())
 
 

@@ -1,0 +1,42 @@
+"""Wiring the auth machinery into the app: middleware and the 429 problem for throttled sign-ins."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.middleware.sessions import SessionMiddleware
+
+from api.auth.keys import auth_keys, auth_settings
+from api.auth.oidc import FLOW_COOKIE
+from api.auth.service import SignInThrottledError
+from api.auth.sessions import AuthMiddleware
+from api.instance import Instance
+from api.problems import problem
+
+FLOW_MAX_AGE_SECONDS = 600
+
+
+def install(app: FastAPI) -> None:
+    """Add the CSRF/https middleware, the OIDC flow cookie, and the throttling error handler."""
+    instance: Instance = app.state.instance
+    secret = auth_keys(instance.data_dir).cookie_secret.hex()
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key="flow:" + secret,
+        session_cookie=FLOW_COOKIE,
+        max_age=FLOW_MAX_AGE_SECONDS,
+        same_site="lax",
+        https_only=auth_settings(instance.data_dir, origin=instance.origin).secure_cookies is True,
+    )
+    app.add_middleware(AuthMiddleware)
+
+    @app.exception_handler(SignInThrottledError)
+    async def _throttled(request: Request, exc: SignInThrottledError) -> JSONResponse:
+        return problem(
+            429,
+            slug=exc.slug,
+            title=exc.title,
+            detail=exc.detail,
+            instance=request.url.path,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
