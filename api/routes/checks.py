@@ -107,11 +107,11 @@ def _service(instance: InstanceDep) -> CheckService:
 ServiceDep = Annotated[CheckService, Depends(_service)]
 
 
-def _action(body: CheckIn, principal: Principal) -> ProposedAction:
+def _action(body: CheckIn, principal: Principal, *, on_behalf_of: str | None = None) -> ProposedAction:
     if len(body.subjects) > MAX_SUBJECTS:
         msg = f"{len(body.subjects)} subjects in one check; the limit is {MAX_SUBJECTS}: split the call"
         raise PayloadTooLargeError(msg, limit=MAX_SUBJECTS)
-    organisation = principal.organisation
+    organisation = principal.organisation or on_behalf_of
     if organisation is None:
         msg = "only a partner organisation's client can ask for a share decision"
         raise ValidationError(msg)
@@ -143,11 +143,44 @@ def create_check(
     if at is not None and not dry_run:
         msg = "at= evaluates as of a past instant and is only allowed with dry_run=true"
         raise ValidationError(msg, field="at")
-    if at is not None and at.tzinfo is None:
-        msg = "at= must include a time zone, e.g. 2026-11-26T09:00:00Z"
-        raise ValidationError(msg, field="at")
+    _check_at(at, now)
     result = service.decide(_action(body, principal), actor=principal.actor, now=now, dry_run=dry_run, at=at)
     return result.to_json()
+
+
+def _check_at(at: datetime | None, now: datetime) -> None:
+    if at is None:
+        return
+    if at.tzinfo is None:
+        msg = "at= must include a time zone, e.g. 2026-11-26T09:00:00Z"
+        raise ValidationError(msg, field="at")
+    if at > now:
+        msg = "at= must not be in the future: a dry run looks at the trust as it was, not as it may be"
+        raise ValidationError(msg, field="at")
+
+
+@router.post("/dry-run", response_model=CheckOut, summary="Pre-assess a share without recording it")
+def dry_run_check(
+    body: CheckIn,
+    service: ServiceDep,
+    now: ClockDep,
+    principal: Annotated[Principal, Depends(require("checks.dry_run"))],
+    organisation: Annotated[
+        str | None,
+        Query(max_length=64, description="Trustees, ethics members and admins: the partner to assess for."),
+    ] = None,
+    at: Annotated[datetime | None, Query(description="Evaluate as of this past instant.")] = None,
+) -> dict[str, Any]:
+    """What the rules would answer, for trustees' pre-assessment and partners' planning. Nothing is recorded."""
+    if principal.organisation is not None and organisation not in (None, principal.organisation):
+        msg = f"a partner can only assess shares for its own organisation ({principal.organisation})"
+        raise ValidationError(msg, field="organisation")
+    if principal.organisation is None and organisation is None:
+        msg = "name the partner organisation to assess for with ?organisation=org_…"
+        raise ValidationError(msg, field="organisation")
+    _check_at(at, now)
+    action = _action(body, principal, on_behalf_of=organisation)
+    return service.decide(action, actor=principal.actor, now=now, dry_run=True, at=at).to_json()
 
 
 def _readable(principal: Principal, entry_payload: dict[str, Any], decision_id: int) -> None:

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.instance import Instance
-from tests.factories import bearer, partner_principal
+from tests.factories import bearer, partner_principal, trustee_principal
 from tests.trust.rules_story import MICROSECOND, Story, baseline, ledger_sink
 from trust.checks import MAX_SUBJECTS
 
@@ -236,3 +236,35 @@ def test_token_without_check_scope_is_403_and_the_public_401(
     assert public.headers["content-type"] == PROBLEM
     assert client.get("/v1/checks/0").status_code == 401
     assert instance.ledger.size() == size
+
+
+def test_trustee_dry_run_for_a_named_partner_records_nothing(
+    client: TestClient, instance: Instance, story: Story
+) -> None:
+    """Trustees pre-assess a partner's share at /v1/checks/dry-run; the answer is the engine's and nothing is appended."""
+    del story
+    trustee = bearer(instance, trustee_principal("person_t1"))
+    size = instance.ledger.size()
+    response = client.post("/v1/checks/dry-run", json=BODY, headers=trustee, params={"organisation": "org_a"})
+    assert response.status_code == 200, response.text
+    assert response.json()["decision"] == "permit"
+    assert response.json()["dry_run"] is True
+    assert instance.ledger.size() == size
+    missing = client.post("/v1/checks/dry-run", json=BODY, headers=trustee)
+    assert missing.status_code == 422
+    assert "organisation" in missing.json()["detail"]
+
+
+def test_partner_dry_run_cannot_assess_another_organisation(client: TestClient, org_a: dict[str, str]) -> None:
+    """A partner's dry run is for its own organisation only."""
+    response = client.post("/v1/checks/dry-run", json=BODY, headers=org_a, params={"organisation": "org_b"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+
+
+def test_at_in_the_future_is_refused(client: TestClient, org_a: dict[str, str]) -> None:
+    """A dry run looks at the past, never at an instant that has not happened."""
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    response = _check(client, org_a, dry_run="true", at=later)
+    assert response.status_code == 422
+    assert "future" in response.json()["detail"]

@@ -64,17 +64,17 @@ def test_less_identifying_operation_than_approved_passes() -> None:
     assert outcome(baseline().check(operation="aggregate"), "proportionality") == "pass"
 
 
-def test_fail_for_subjects_outside_the_approved_list() -> None:
-    """A request approved for named subjects does not cover others."""
+def test_subjects_outside_the_approved_list_are_excluded() -> None:
+    """A request approved for named subjects does not cover others: they are excluded one by one."""
     story = baseline().request("req_named", subjects=["sub_1", "sub_2"]).decide("req_named")
     story.ethics(request="req_named")
     decision = story.check(request="req_named", operation="pseudonymised", subjects=["sub_1", "sub_3"])
-    assert outcome(decision, "proportionality") == "fail"
-    assert "1 subjects are outside the approved request" in reason(decision, "proportionality").message
-    assert (
-        outcome(story.check(request="req_named", operation="pseudonymised", subjects=["sub_1"]), "proportionality")
-        == "pass"
-    )
+    assert decision.decision == "permit"
+    assert decision.permitted == ("sub_1",)
+    [excluded] = decision.excluded
+    assert (excluded.subject, excluded.rule) == ("sub_3", "request")
+    assert "not among the people the trustees approved for req_named" in excluded.reason
+    assert excluded.evidence == (story["request:req_named"],)
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,14 @@ def _mismatch(consent: ConsentState, ctx: Context, special: set[str]) -> str | N
 
 def decide_subject(ctx: Context, subject: str, special: set[str]) -> tuple[int | None, Exclusion | None]:
     """Return ``(consent seq, None)`` when covered, else ``(None, exclusion)``."""
+    request = ctx.request
+    if request is not None and request.subjects is not None and subject not in request.subjects:
+        return None, Exclusion(
+            subject,
+            "request",
+            f"not among the people the trustees approved for {request.id}",
+            (request.submitted_seq,),
+        )
     erased = ctx.state.erased.get(subject)
     if erased is not None and erased[1] <= ctx.at:
         return None, Exclusion(

@@ -27,10 +27,6 @@ def evaluate(ctx: Context) -> RuleResult:
             f"{action.operation} sharing goes beyond the {request.operation} use approved for {request.id}",
             evidence,
         )
-    if request.subjects is not None:
-        outside = [s for s in ctx.permitted if s not in request.subjects]
-        if outside:
-            return RuleResult(NAME, Outcome.FAIL, f"{len(outside)} subjects are outside the approved request", evidence)
     obligations: tuple[tuple[str, object], ...] = ()
     if action.operation == "aggregate":
         minimum = ctx.min_cohort
