@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import psycopg
 
 from ledger.checkpoint import Checkpoint
 from ledger.entry import build_entry, format_at
+from ledger.export import FORMAT as EXPORT_FORMAT
 from ledger.keys import Signer
 from ledger.merkle import CompactRange
 from migrations import upgrade
@@ -88,7 +90,7 @@ def _filesystem(path: Path) -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/mounts").read_text().splitlines():
             parts = line.split()
-            if len(parts) >= 3 and str(path).startswith(parts[1]) and len(parts[1]) > len(best):  # noqa: PLR2004
+            if len(parts) >= 3 and str(path).startswith(parts[1]) and len(parts[1]) > len(best):
                 best, kind = parts[1], f"{parts[2]} on {parts[0]}"
     return kind
 
@@ -255,3 +257,74 @@ def bench_signer() -> Signer:
     signer = Signer.generate("bench.datatrust.example")
     signer.save(BENCH_SIGNER_TEXT_FILE)
     return signer
+
+
+def synth_paths(count: int) -> tuple[Path, Path]:
+    """Where the synthetic ledger of *count* entries is cached: its export file and its SQLite database."""
+    return WORK / f"synth-{count}.jsonl", WORK / f"synth-{count}" / "datatrust.db"
+
+
+def synth_files(count: int, *, with_db: bool, regenerate: bool = False) -> dict[str, Any]:
+    """Build (or reuse) the export file and, if asked, the SQLite database of a synthetic ledger; return its facts.
+
+    Entries are written exactly as ``datatrust ledger export`` writes them, and
+    inserted into a migrated SQLite database (WAL) in one transaction.
+    """
+    export, db_path = synth_paths(count)
+    meta_path = export.with_suffix(".meta.json")
+    if not regenerate and meta_path.exists() and export.exists():
+        meta: dict[str, Any] = json.loads(meta_path.read_text())
+        if not with_db or (meta["has_db"] and db_path.exists()):
+            return meta
+    print(f"building a synthetic ledger of {count:,} entries in {WORK} ...", flush=True)
+    signer = bench_signer()
+    WORK.mkdir(parents=True, exist_ok=True)
+    conn = None
+    if with_db:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+        upgrade(f"sqlite:///{db_path}")
+        conn = sqlite3.connect(db_path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("BEGIN IMMEDIATE")
+    started = time.perf_counter()
+    size = 0
+    partial = export.with_suffix(".partial")
+    with partial.open("wb") as out:
+        header = {"format": EXPORT_FORMAT, "origin": ORIGIN, "type": "header"}
+        out.write(json.dumps(header, sort_keys=True).encode() + b"\n")
+        for chunk in synth_ledger(count, signer=signer):
+            out.write(b"\n".join(row[5] for row in chunk.entries) + b"\n")
+            cp_size, root, note, signed_at = chunk.checkpoint
+            out.write(
+                json.dumps({"note": note, "size": cp_size, "type": "checkpoint"}, sort_keys=True).encode() + b"\n"
+            )
+            if conn is not None:
+                conn.executemany(
+                    "INSERT INTO ledger_entries (seq, kind, at, actor, leaf_hash, body) VALUES (?, ?, ?, ?, ?, ?)",
+                    chunk.entries,
+                )
+                conn.executemany("INSERT INTO ledger_tree_nodes (level, idx, hash) VALUES (?, ?, ?)", chunk.nodes)
+                conn.execute(
+                    "INSERT INTO ledger_checkpoints (size, root, note, signed_at) VALUES (?, ?, ?, ?)",
+                    (cp_size, root, note, signed_at),
+                )
+            size += sum(len(row[5]) for row in chunk.entries)
+    partial.replace(export)
+    if conn is not None:
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+    meta = {
+        "entries": count,
+        "mean_entry_bytes": round(size / count, 1),
+        "file_bytes": export.stat().st_size,
+        "checkpoints": -(-count // 10_000),
+        "verifier_key": signer.verifier.to_text(),
+        "has_db": with_db,
+        "build_seconds": round(time.perf_counter() - started, 1),
+    }
+    meta_path.write_text(json.dumps(meta, indent=2))
+    print(f"  built in {meta['build_seconds']} s", flush=True)
+    return meta

@@ -70,10 +70,10 @@ def run_ledger(url: str, *, threads: int, per_thread: int) -> dict[str, Any]:
     for thread in pool:
         thread.start()
     barrier.wait()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for thread in pool:
         thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     ledger.close()
     total = threads * per_thread
     with db.engine.connect() as conn:
@@ -109,6 +109,7 @@ def run_ledger(url: str, *, threads: int, per_thread: int) -> dict[str, Any]:
             "p99": round(percentile(flat, 0.99) * 1000, 3),
             "max": round(flat[-1] * 1000, 3),
         },
+        "cpu_us_per_append": round(cpu / total * 1e6, 1),
         "batches": len(batches),
         "mean_batch": round(statistics.fmean(batches), 2) if batches else 0,
         "verified_entries": report.entries,
@@ -161,7 +162,12 @@ def ceiling_sqlite(run: dict[str, Any]) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         conn.close()
     total = sum(len(e) for e, _n in plan)
-    return {"method": "sqlite3 executemany", "rows": total, "seconds": round(elapsed, 3), "rows_per_s": round(total / elapsed)}
+    return {
+        "method": "sqlite3 executemany",
+        "rows": total,
+        "seconds": round(elapsed, 3),
+        "rows_per_s": round(total / elapsed),
+    }
 
 
 def _values_sql(table: str, columns: str, width: int, count: int) -> str:
@@ -229,7 +235,7 @@ def bench_engine(engine: str, *, single: int, threads: int, per_thread: int) -> 
         run["batch_sizes_most_common"] = [[size, times] for size, times in sizes.most_common(6)]
         run["raw_ceiling"] = raw
         run["share_of_ceiling"] = round(run["appends_per_s"] / raw["rows_per_s"], 3)
-        if writers == threads and threads >= 16:  # noqa: PLR2004 - the targets are stated for 16 writers
+        if writers == threads and threads >= 16:
             run["targets"] = {
                 "appends_per_s": TARGETS[engine],
                 "p99_ms": TARGETS["p99_ms"],
@@ -253,7 +259,7 @@ def _print(run: dict[str, Any]) -> None:
     print(
         f"{run['engine']:<10} {run['threads']:>2} writer(s): {run['appends_per_s']:>7,} appends/s  "
         f"p50 {run['latency_ms']['p50']:6.2f} ms  p99 {run['latency_ms']['p99']:6.2f} ms  "
-        f"mean batch {run['mean_batch']:5.1f}  | raw ceiling {raw['rows_per_s']:>7,} rows/s "
+        f"mean batch {run['mean_batch']:5.1f}  cpu {run['cpu_us_per_append']:5.1f} us/append  | raw ceiling {raw['rows_per_s']:>7,} rows/s "
         f"({raw['method']})  = {run['share_of_ceiling']:.0%} of ceiling{verdict}",
         flush=True,
     )

@@ -4,7 +4,8 @@ The ledger is synthesised directly with the ledger's own functions
 (``build_entry``, ``CompactRange``, ``Checkpoint.sign``): realistic consent and
 check entries of about 300 bytes, a signed checkpoint every 10,000 entries.
 It is written once as an export file (and, unless ``--no-live``, bulk-inserted
-into a SQLite database) under ``bench/work/`` and reused by later runs.
+into a SQLite database) under ``bench/work/`` and reused by later runs (and by
+``bench/ledger_proofs.py``).
 
 Each measurement runs in a fresh child process, so its peak resident memory
 (``ru_maxrss``) is that of verification alone (plus the interpreter and the
@@ -20,89 +21,26 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sqlite3
 import statistics
 import subprocess
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 from typing import Any
 
-from _common import WORK, bench_signer, machine_info, synth_ledger, write_result
+from _common import ORIGIN, machine_info, synth_files, synth_paths, write_result
 
 from ledger.db import Database
-from ledger.export import FORMAT, verify_export, verify_live
+from ledger.export import verify_export, verify_live
 from ledger.keys import Verifier
-from migrations import upgrade
 
 TARGET_SECONDS = 3.0
 TARGET_MIB = 200
-ORIGIN_LINE = "bench.datatrust.example/ledger"
-
-
-def paths(count: int) -> tuple[Path, Path]:
-    """The export file and the SQLite file of a synthetic ledger of *count* entries."""
-    return WORK / f"verify-{count}.jsonl", WORK / f"verify-{count}" / "datatrust.db"
-
-
-def build(count: int, *, live: bool) -> dict[str, Any]:
-    """Write the export file (and the SQLite database) of *count* synthetic entries."""
-    export, db_path = paths(count)
-    signer = bench_signer()
-    WORK.mkdir(parents=True, exist_ok=True)
-    conn = None
-    if live:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-        upgrade(f"sqlite:///{db_path}")
-        conn = sqlite3.connect(db_path, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("BEGIN IMMEDIATE")
-    started = time.perf_counter()
-    size = 0
-    partial = export.with_suffix(".partial")
-    with partial.open("wb") as out:
-        header = {"format": FORMAT, "origin": ORIGIN_LINE, "type": "header"}
-        out.write(json.dumps(header, sort_keys=True).encode() + b"\n")
-        for chunk in synth_ledger(count, signer=signer):
-            out.write(b"\n".join(row[5] for row in chunk.entries) + b"\n")
-            cp_size, root, note, signed_at = chunk.checkpoint
-            line = {"note": note, "size": cp_size, "type": "checkpoint"}
-            out.write(json.dumps(line, sort_keys=True).encode() + b"\n")
-            if conn is not None:
-                conn.executemany(
-                    "INSERT INTO ledger_entries (seq, kind, at, actor, leaf_hash, body) VALUES (?, ?, ?, ?, ?, ?)",
-                    chunk.entries,
-                )
-                conn.executemany("INSERT INTO ledger_tree_nodes (level, idx, hash) VALUES (?, ?, ?)", chunk.nodes)
-                conn.execute(
-                    "INSERT INTO ledger_checkpoints (size, root, note, signed_at) VALUES (?, ?, ?, ?)",
-                    (cp_size, root, note, signed_at),
-                )
-            size += sum(len(row[5]) for row in chunk.entries)
-    partial.replace(export)
-    if conn is not None:
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.close()
-    meta = {
-        "entries": count,
-        "mean_entry_bytes": round(size / count, 1),
-        "file_bytes": export.stat().st_size,
-        "checkpoints": -(-count // 10_000),
-        "verifier_key": signer.verifier.to_text(),
-        "has_live_db": live,
-        "build_seconds": round(time.perf_counter() - started, 1),
-    }
-    export.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2))
-    return meta
 
 
 def child(mode: str, count: int, verifier_text: str) -> None:
     """Run one verification in this (child) process and print its figures as JSON."""
-    export, db_path = paths(count)
+    export, db_path = synth_paths(count)
     anchors = [Verifier.from_text(verifier_text)]
     if mode == "tracemalloc":
         tracemalloc.start()
@@ -110,7 +48,7 @@ def child(mode: str, count: int, verifier_text: str) -> None:
     if mode == "live":
         db = Database.from_url(f"sqlite:///{db_path}")
         with db.engine.connect() as conn:
-            report = verify_live(conn, anchors, origin=ORIGIN_LINE)
+            report = verify_live(conn, anchors, origin=ORIGIN)
         db.dispose()
     else:
         report = verify_export(export, anchors)
@@ -128,10 +66,7 @@ def child(mode: str, count: int, verifier_text: str) -> None:
 
 def baseline_rss() -> float:
     """Peak RSS of a child that only imports what verification imports (the floor under every figure)."""
-    code = (
-        "import resource, ledger.export, ledger.db;"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
-    )
+    code = "import resource, ledger.export, ledger.db;print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
     return float(out.stdout.strip())
 
@@ -165,18 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     machine = machine_info()
     print(f"machine: {machine}")
-    export, db_path = paths(count)
-    meta_path = export.with_suffix(".meta.json")
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() and export.exists() else None
-    if args.regenerate or meta is None or (not args.no_live and not (meta["has_live_db"] and db_path.exists())):
-        print(f"building a synthetic ledger of {count:,} entries in {WORK} ...", flush=True)
-        meta = build(count, live=not args.no_live)
-        print(f"  built in {meta['build_seconds']} s", flush=True)
-    assert meta is not None
+    meta = synth_files(count, with_db=not args.no_live, regenerate=args.regenerate)
     key = meta["verifier_key"]
     floor = baseline_rss()
-    print(f"{count:,} entries, mean {meta['mean_entry_bytes']} bytes, file {meta['file_bytes'] / 2**20:.0f} MiB, "
-          f"{meta['checkpoints']} signed checkpoints; interpreter + imports alone: {floor:.0f} MiB RSS")
+    print(
+        f"{count:,} entries, mean {meta['mean_entry_bytes']} bytes, file {meta['file_bytes'] / 2**20:.0f} MiB, "
+        f"{meta['checkpoints']} signed checkpoints; interpreter + imports alone: {floor:.0f} MiB RSS"
+    )
     results: dict[str, Any] = {}
     modes = ["export"] if args.no_live else ["export", "live"]
     for mode in modes:
@@ -204,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     targets = {"seconds": TARGET_SECONDS, "peak_mib": TARGET_MIB}
     meets = export_result["seconds_median"] <= TARGET_SECONDS and export_result["peak_rss_mib"] <= TARGET_MIB
     if count == 1_000_000:
-        print(f"targets (1,000,000 entries: <= {TARGET_SECONDS} s, <= {TARGET_MIB} MB): {'MET' if meets else 'NOT MET'}")
+        print(
+            f"targets (1,000,000 entries: <= {TARGET_SECONDS} s, <= {TARGET_MIB} MB): {'MET' if meets else 'NOT MET'}"
+        )
     path = write_result(
         "ledger_verify" if count == 1_000_000 else f"ledger_verify_{count}",
         {

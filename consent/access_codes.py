@@ -40,6 +40,7 @@ BODY_LENGTH = 26  # 26 x 5 bits = 130 bits of entropy
 CHECK_LENGTH = 2
 GROUP = 4
 _READ_AS = str.maketrans({"I": "1", "L": "1", "O": "0"})
+_PAIRS = [ALPHABET[n & 31] + ALPHABET[n >> 5] for n in range(1024)]  # two base32 digits at a time
 NOT_RECOGNISED = "that access code was not recognised: check it against your receipt"
 
 
@@ -56,7 +57,7 @@ def new_code() -> str:
 def new_code_and_hash(random: bytes | None = None) -> tuple[str, str]:
     """A new code and its stored hash (the bulk import passes 17 bytes of ``secrets.token_bytes`` per code)."""
     value = int.from_bytes(random or secrets.token_bytes(17), "big") >> 6  # 136 random bits, keep 130
-    body = "".join([ALPHABET[(value >> shift) & 31] for shift in range(0, 5 * BODY_LENGTH, 5)])
+    body = "".join([_PAIRS[(value >> shift) & 1023] for shift in range(0, 5 * BODY_LENGTH, 10)])
     text = body + _check(body)
     return format_code(text), hashlib.sha256(text.encode()).hexdigest()
 

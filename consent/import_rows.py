@@ -20,9 +20,10 @@ from consent import fhir
 from ledger.errors import DomainError, ValidationError
 
 Format = Literal["csv", "jsonl", "fhir"]
-LIST_FIELDS = ("purposes", "categories", "recipients", "operations")
-BOOL_FIELDS = ("explicit", "on_behalf")
-TRUE, FALSE = {"true", "yes", "y", "1"}, {"false", "no", "n", "0", ""}
+LIST_FIELDS = frozenset({"purposes", "categories", "recipients", "operations"})
+BOOL_FIELDS = frozenset({"explicit", "on_behalf"})
+TRUE, FALSE = frozenset({"true", "yes", "y", "1"}), frozenset({"false", "no", "n", "0", ""})
+BOOLEANS = TRUE | FALSE
 _SPLIT = re.compile(r"[;\s]+")
 
 
@@ -32,14 +33,15 @@ def _csv_row(row: dict[str, str | None]) -> dict[str, Any]:
         if key is None:
             msg = "the row has more fields than the header"
             raise ValidationError(msg)
-        text = (value or "").strip()
+        text = value.strip() if value else ""
         if key in LIST_FIELDS:
             raw[key] = [p for p in _SPLIT.split(text) if p] if text else None
         elif key in BOOL_FIELDS:
-            if text.lower() not in TRUE | FALSE:
+            lowered = text.lower()
+            if lowered not in BOOLEANS:
                 msg = f"{key} must be true or false, not {text!r}"
                 raise ValidationError(msg)
-            raw[key] = text.lower() in TRUE
+            raw[key] = lowered in TRUE
         elif text:
             raw[key] = text
     return raw

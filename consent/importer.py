@@ -42,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Self
 
+import nacl.bindings
 import nacl.secret
 import nacl.utils
 from pydantic import ValidationError as PydanticValidationError
@@ -64,6 +65,7 @@ __all__ = ["Format", "ImportReport", "Importer", "RowError"]
 Progress = Callable[[int, int], None]
 CHUNK = 2000
 PLACEHOLDER_SUBJECT = "sub_placeholder0"
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _STASH = """CREATE TABLE rows (n INTEGER PRIMARY KEY, consent TEXT NOT NULL UNIQUE, line INTEGER NOT NULL,
                                   name TEXT, contact TEXT, payload TEXT NOT NULL)"""
 
@@ -191,7 +193,7 @@ class Importer:
                 row.line,
                 None if person is None else person.name,
                 None if person is None else person.contact,
-                json.dumps(row.payload, separators=(",", ":"), ensure_ascii=False),
+                _ENCODER.encode(row.payload),
             ),
         )
         if cursor.rowcount == 1:
@@ -295,6 +297,7 @@ class Importer:
         codes.flush()
         ids = [p["consent"] for p in payloads]
         named = sorted({p["subject"] for p in payloads} - {s for s, _ in people})
+        sealed = seal_new_people(self.vault, people, now=format_at(now))  # before, not inside, the write
 
         def prepare(conn: Connection) -> dict[str, Any]:
             if repository.existing_consents(conn, ids):
@@ -306,7 +309,8 @@ class Importer:
             if any(repository.subject_states(conn, named).values()):
                 msg = "a subject named in this import was erased during it; run the import again"
                 raise ConflictError(msg)
-            store_new_people(conn, self.vault, people, now=format_at(now))
+            repository.fast_insert(conn, vault_keys_table, sealed[0])
+            repository.fast_insert(conn, vault_records_table, sealed[1])
             access_codes.store_hashes(conn, hashes, now=now)
             return payloads[0]
 
@@ -315,26 +319,31 @@ class Importer:
         return specs
 
 
-def store_new_people(conn: Connection, vault: Vault, people: list[tuple[str, dict[str, str]]], *, now: str) -> None:
-    """Put brand-new subjects' details in the vault with two statements, however many there are.
+Rows = list[dict[str, Any]]
 
-    Exactly what ``Vault.store`` does for a subject without a key (a fresh random key
-    sealed with the master key; each field encrypted with it), batched: ``Vault`` has no
-    bulk method, so this uses its master box (a test checks ``Vault.read`` opens the result).
+
+def seal_new_people(vault: Vault, people: list[tuple[str, dict[str, str]]], *, now: str) -> tuple[Rows, Rows]:
+    """The vault rows (keys, records) that store brand-new subjects' details, ready to insert in bulk.
+
+    Exactly what ``Vault.store`` writes for a subject without a key (a fresh random key
+    sealed with the master key; each field encrypted with it, ``nonce || box``), made
+    outside the write transaction: ``Vault`` has no bulk method, so this uses its master
+    box (a test checks that ``Vault.read`` opens the result).
     """
-    if not people:
-        return
     master = vault._master  # noqa: SLF001 - see the docstring
     key_size, nonce_size = nacl.secret.SecretBox.KEY_SIZE, nacl.secret.SecretBox.NONCE_SIZE
     keys: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
-    for subject, fields in people:
-        random = nacl.utils.random(key_size + nonce_size * (1 + len(fields)))  # one call: key and every nonce
-        key, nonces = random[:key_size], random[key_size:]
-        keys.append({"subject": subject, "sealed_key": master.encrypt(key, nonces[:nonce_size]), "created_at": now})
-        box = nacl.secret.SecretBox(key)
+    seal = nacl.bindings.crypto_secretbox_easy
+    width = key_size + nonce_size * (1 + max((len(f) for _s, f in people), default=0))
+    randomness = nacl.utils.random(width * len(people))  # one call: every key and nonce of the chunk
+    for number, (subject, fields) in enumerate(people):
+        key = randomness[width * number : width * number + key_size]
+        nonces = randomness[width * number + key_size : width * (number + 1)]
+        keys.append(
+            {"subject": subject, "sealed_key": bytes(master.encrypt(key, nonces[:nonce_size])), "created_at": now}
+        )
         for index, (name, value) in enumerate(fields.items(), start=1):
-            nonce = nonces[nonce_size * index : nonce_size * (index + 1)]
-            records.append({"subject": subject, "name": name, "ciphertext": bytes(box.encrypt(value.encode(), nonce))})
-    repository.fast_insert(conn, vault_keys_table, [{**k, "sealed_key": bytes(k["sealed_key"])} for k in keys])
-    repository.fast_insert(conn, vault_records_table, records)
+            nonce = nonces[nonce_size * index : nonce_size * (index + 1)]  # SecretBox.encrypt's output: nonce + box
+            records.append({"subject": subject, "name": name, "ciphertext": nonce + seal(value.encode(), nonce, key)})
+    return keys, records

@@ -25,7 +25,14 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _json(value: list[str] | None) -> str | None:
-    return None if value is None else _ENCODER.encode(value)
+    """A JSON array of strings, exactly as ``json.dumps`` writes it (compactly)."""
+    if value is None:
+        return None
+    joined = '","'.join(value)
+    quotes = 2 * (len(value) - 1)  # the separators' own quotes: any more means an element has one
+    if joined.isascii() and joined.isprintable() and joined.count('"') == quotes and "\\" not in joined:
+        return f'["{joined}"]' if value else "[]"  # codes and ids need no escaping: skip the encoder
+    return _ENCODER.encode(value)
 
 
 def project_grant(conn: Connection, entry: LedgerEntry) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Row, Table, insert, select
@@ -23,16 +24,21 @@ def chunks(values: Sequence[str], size: int = IN_CHUNK) -> Iterator[Sequence[str
 # -- writes (projectors only) ----------------------------------------------------------------
 
 
-_COMPILED: dict[tuple[str, str], tuple[str, tuple[str, ...] | None]] = {}
+_COMPILED: dict[tuple[str, str], tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]] | None]] = {}
 
 
-def _compiled(conn: Connection, table: Table) -> tuple[str, tuple[str, ...] | None]:
+def _compiled(conn: Connection, table: Table) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]] | None]:
     key = (conn.dialect.name, table.name)
     if key not in _COMPILED:
         compiled = insert(table).compile(dialect=conn.dialect, column_keys=[c.name for c in table.columns])
-        positions = compiled.positiontup if compiled.positional else None
-        _COMPILED[key] = (str(compiled), None if positions is None else tuple(positions))
+        positions = compiled.positiontup if compiled.positional and compiled.positiontup else None
+        _COMPILED[key] = (str(compiled), None if positions is None else _tuple_of(positions))
     return _COMPILED[key]
+
+
+def _tuple_of(keys: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    getter = itemgetter(*keys)
+    return (lambda row: (getter(row),)) if len(keys) == 1 else getter
 
 
 def fast_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -43,14 +49,17 @@ def fast_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     """
     if not rows:
         return
-    sql, order = _compiled(conn, table)
-    params = [tuple(row[k] for k in order) for row in rows] if order is not None else rows
-    cursor = conn.connection.cursor()
+    sql, positional = _compiled(conn, table)
+    driver = conn.connection.dbapi_connection
+    if driver is None:  # pragma: no cover - a live connection always has one
+        msg = "the connection is closed"
+        raise RuntimeError(msg)
+    if len(rows) == 1:
+        driver.execute(sql, positional(rows[0]) if positional is not None else rows[0])
+        return
+    cursor = driver.cursor()
     try:
-        if len(params) == 1:
-            cursor.execute(sql, params[0])
-        else:
-            cursor.executemany(sql, params)
+        cursor.executemany(sql, [positional(row) for row in rows] if positional is not None else rows)
     finally:
         cursor.close()
 

@@ -33,7 +33,6 @@ erase twice; the vault and the access codes change in that same transaction.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 from collections import defaultdict
@@ -71,7 +70,7 @@ By = Literal["subject", "organisation", "trust"]
 
 
 def _random_id(prefix: str, random: bytes | None = None) -> str:
-    return prefix + base64.b32encode(random or secrets.token_bytes(15)).decode().lower()  # 120 bits
+    return prefix + (random or secrets.token_bytes(15)).hex()  # 120 bits, 30 hex digits
 
 
 def new_consent_id() -> str:
@@ -134,7 +133,7 @@ def grant_payload(
     """Check *draft* against *vocabulary* and build the ``consent.granted`` payload."""
     purposes = vocabulary.check("purposes", draft.purposes)
     categories = vocabulary.check("categories", draft.categories)
-    special = [c for c in categories if vocabulary.is_special(c)]
+    special = vocabulary.special_among(categories)
     if special and not draft.explicit:
         msg = (
             f"{', '.join(special)} {'is a special category' if len(special) == 1 else 'are special categories'}: "

@@ -148,6 +148,10 @@ class Vocabulary:
             return code in self._special
         return any(self.categories[a].special for a in ancestors(code) if a in self.categories)
 
+    def special_among(self, codes: Iterable[str]) -> list[str]:
+        """The special categories among *codes*, in order."""
+        return [code for code in codes if (code in self._special if code in self.categories else self.is_special(code))]
+
     def closest(self, code: str, kind: Kind = "categories", *, limit: int = 3) -> list[str]:
         """Known codes that look like *code*, best first (for "did you mean" messages)."""
         known = sorted(self.terms(kind))
@@ -161,6 +165,10 @@ class Vocabulary:
 
     def check(self, kind: Kind, codes: Iterable[str], *, field: str | None = None) -> list[str]:
         """Return *codes* without duplicates, in order, or raise naming every unknown code."""
+        terms = self.terms(kind)
+        codes = list(codes)
+        if codes and terms.keys() >= set(codes):  # the common case, kept short
+            return list(dict.fromkeys(codes))
         field = field or kind
         result: list[str] = []
         errors: list[dict[str, Any]] = []

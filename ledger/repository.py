@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, and_, insert, or_, select
+from sqlalchemy import Connection, insert, select
 
 from ledger.db import LEDGER_LOCK_ID
 from ledger.entry import LedgerEntry
@@ -17,11 +17,23 @@ NewEntryRow = tuple[int, str, str, str, bytes, bytes]  # seq, kind, at, actor, l
 NewNodeRow = tuple[int, int, bytes]  # level, index, hash
 
 
+_HEAD_SQL = "SELECT seq, leaf_hash FROM ledger_entries ORDER BY seq DESC LIMIT 1"
+_LOCK_AND_HEAD_SQL = f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_ID}); {_HEAD_SQL}"
+# PostgreSQL: one statement text whatever the number of nodes, so psycopg prepares it once per connection.
+_PG_FETCH_NODES_SQL = (
+    "SELECT 0, seq, leaf_hash FROM ledger_entries WHERE seq = ANY(%s::bigint[]) "
+    "UNION ALL SELECT n.level, n.idx, n.hash FROM ledger_tree_nodes AS n "
+    "JOIN unnest(%s::smallint[], %s::bigint[]) AS w(level, idx) ON n.level = w.level AND n.idx = w.idx"
+)
+
+
+def _placeholder(conn: Connection) -> str:
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
 def head(conn: Connection) -> tuple[int, bytes] | None:
     """Return ``(seq, leaf hash)`` of the last entry, or None for an empty ledger."""
-    row = conn.execute(
-        select(entries_table.c.seq, entries_table.c.leaf_hash).order_by(entries_table.c.seq.desc()).limit(1)
-    ).first()
+    row = conn.exec_driver_sql(_HEAD_SQL).first()
     return None if row is None else (int(row[0]), bytes(row[1]))
 
 
@@ -32,22 +44,33 @@ def size(conn: Connection) -> int:
 
 
 def fetch_nodes(conn: Connection, nodes: Sequence[Node]) -> dict[Node, bytes]:
-    """Fetch stored hashes of perfect subtrees in one query per table (leaves live in entries)."""
-    found: dict[Node, bytes] = {}
+    """Fetch stored hashes of perfect subtrees in one indexed query (leaves live in entries).
+
+    Plain SQL on purpose: this is the proof path, and building the equivalent
+    SQLAlchemy expression cost more than running it. Missing nodes are simply
+    absent from the answer.
+    """
     leaves = [n.index for n in nodes if n.level == 0]
     inner = [n for n in nodes if n.level > 0]
-    if leaves:
-        for seq, value in conn.execute(
-            select(entries_table.c.seq, entries_table.c.leaf_hash).where(entries_table.c.seq.in_(leaves))
-        ):
-            found[Node(0, int(seq))] = bytes(value)
-    if inner:
-        clause = or_(*(and_(nodes_table.c.level == n.level, nodes_table.c.idx == n.index) for n in inner))
-        for level, idx, value in conn.execute(
-            select(nodes_table.c.level, nodes_table.c.idx, nodes_table.c.hash).where(clause)
-        ):
-            found[Node(int(level), int(idx))] = bytes(value)
-    return found
+    if not leaves and not inner:
+        return {}
+    if conn.dialect.name == "postgresql":
+        sql = _PG_FETCH_NODES_SQL
+        params: tuple[object, ...] = (leaves, [n.level for n in inner], [n.index for n in inner])
+    else:  # SQLite: IN on the key, and OR of key lookups (planned as a MULTI-INDEX OR; a row-value IN scans)
+        parts, values = [], []
+        if leaves:
+            marks = ",".join("?" * len(leaves))
+            parts.append(f"SELECT 0, seq, leaf_hash FROM ledger_entries WHERE seq IN ({marks})")  # noqa: S608 - placeholders
+            values.extend(leaves)
+        if inner:
+            terms = " OR ".join(["(level = ? AND idx = ?)"] * len(inner))
+            parts.append(f"SELECT level, idx, hash FROM ledger_tree_nodes WHERE {terms}")  # noqa: S608 - placeholders
+            for n in inner:
+                values.extend((n.level, n.index))
+        sql = " UNION ALL ".join(parts)
+        params = tuple(values)
+    return {Node(int(level), int(idx)): bytes(value) for level, idx, value in conn.exec_driver_sql(sql, params).all()}
 
 
 def load_compact_range(conn: Connection, tree_size: int) -> CompactRange:
@@ -69,8 +92,6 @@ def insert_nodes(conn: Connection, rows: list[dict[str, object]]) -> None:
         conn.execute(insert(nodes_table), rows)
 
 
-_HEAD_SQL = "SELECT seq, leaf_hash FROM ledger_entries ORDER BY seq DESC LIMIT 1"
-_LOCK_AND_HEAD_SQL = f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_ID}); {_HEAD_SQL}"
 _INSERT_ENTRIES_SQL = "INSERT INTO ledger_entries (seq, kind, at, actor, leaf_hash, body) VALUES "
 _INSERT_NODES_SQL = "INSERT INTO ledger_tree_nodes (level, idx, hash) VALUES "
 _PG_CHUNK = 4000  # rows per statement: keeps PostgreSQL under its 65,535 bind parameters
@@ -201,10 +222,6 @@ def iter_entries(conn: Connection, *, start: int = 0, end: int | None = None, ch
         if len(rows) < stop - position:
             return
         position = stop
-
-
-def _placeholder(conn: Connection) -> str:
-    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
 def scan_entry_rows(conn: Connection, start: int, end: int) -> list[EntryRow]:

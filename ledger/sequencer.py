@@ -1,21 +1,33 @@
 """The one writer of a ledger: serialises appends and commits them in groups.
 
 Callers hand a *unit* (one or more entries, appended all together or not at all)
-to the writer thread and wait. The writer takes every unit that is waiting,
-opens one transaction, takes the cross-process lock (PostgreSQL advisory lock;
-SQLite ``BEGIN IMMEDIATE``), re-reads the head so that several processes never
-fork the chain, assigns sequence numbers, runs each unit's ``prepare`` and
-``project`` callbacks inside a savepoint, inserts the entries and the Merkle
-nodes they complete, optionally signs a checkpoint, and commits once. Only
-after the commit returns (durable) are the callers released: "adding an entry
-returns a durably assigned sequence number, or an error".
+to the sequencer and wait. One caller at a time is the *leader* (group commit
+with leader hand-off, as in LevelDB's write queue): it takes every unit that is
+waiting, its own first, opens one transaction, takes the cross-process lock
+(PostgreSQL advisory lock; SQLite ``BEGIN IMMEDIATE``), re-reads the head so
+that several processes never fork the chain, assigns sequence numbers, runs
+each unit's ``prepare`` and ``project`` callbacks inside a savepoint, inserts
+the entries and the Merkle nodes they complete, optionally signs a checkpoint,
+and commits once. Only after the commit returns (durable) are the callers
+released: "adding an entry returns a durably assigned sequence number, or an
+error". The leader then passes the lead to the oldest caller still waiting, if
+any. A lone caller therefore appends on its own thread with no hand-off at
+all, and under load the batches grow while a commit is in flight.
+
+The sequencer's own background thread leads instead of the main thread (the
+only one Python interrupts with KeyboardInterrupt, which must never stop a
+commit half-way): a main-thread caller only ever waits. When appends pause,
+that thread signs a checkpoint (at least every ``checkpoint_interval`` while
+entries arrive, as the busy path does) and gives the writer's pooled
+connection back.
 """
 
 from __future__ import annotations
 
+import _thread
 import logging
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -75,11 +87,29 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
+def _held_lock() -> _thread.LockType:
+    lock = _thread.allocate_lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass(slots=True)
 class _Unit:
     specs: list[AppendSpec]
     checkpoint: bool
     future: Future[list[LedgerEntry]] = field(default_factory=Future)
+    wake: _thread.LockType = field(default_factory=_held_lock)  # released once: unit done, or its caller leads
+    promoted: bool = False  # the caller of this waiting unit was handed the lead
+    closing: bool = False  # the marker close() queues behind all other work
+    proxied: bool = False  # queued by the main thread: the background thread leads for it
+
+
+class _Waiting(deque[_Unit]):
+    """Units waiting for a leader, oldest first."""
+
+    def qsize(self) -> int:
+        """How many units wait (the name ``queue.Queue`` uses)."""
+        return len(self)
 
 
 @dataclass(slots=True)
@@ -89,10 +119,6 @@ class _State:
 
     def copy(self) -> _State:
         return _State(self.tree.copy(), self.prev)
-
-
-class _Stop:
-    pass
 
 
 class Sequencer:
@@ -114,7 +140,9 @@ class Sequencer:
         self._origin = origin
         self._clock = clock
         self._interval = checkpoint_interval
-        self._queue: queue.Queue[_Unit | _Stop] = queue.Queue()
+        self._mutex = threading.Lock()  # guards _queue, _leading and _closed
+        self._queue = _Waiting()
+        self._leading = False  # a caller (or the timer) holds the lead: only it touches the state below
         self._state: _State | None = None
         self._last_cp_size = -1
         self._last_cp_time: datetime | None = None
@@ -125,8 +153,10 @@ class Sequencer:
             OSError,
             db.write_engine.dialect.loaded_dbapi.Error,  # raised as is by the DB-API hot path
         )
-        self._thread = threading.Thread(target=self._run, name="ledger-sequencer", daemon=True)
         self._closed = False
+        self._stopping = False
+        self._standby = threading.Event()  # set: the background thread is handed the lead
+        self._thread = threading.Thread(target=self._background, name="ledger-sequencer", daemon=True)
         self._thread.start()
 
     def add_listener(self, listener: Callable[[list[LedgerEntry]], None]) -> None:
@@ -134,54 +164,123 @@ class Sequencer:
         self._listeners.append(listener)
 
     def submit(self, specs: list[AppendSpec], *, checkpoint: bool = False) -> Future[list[LedgerEntry]]:
-        """Queue a unit of entries; the future resolves once they are durable."""
-        if self._closed:
-            msg = "the ledger is closed"
-            raise UnavailableError(msg)
+        """Append a unit of entries; return its future once resolved (the entries are durable, or it failed).
+
+        The calling thread waits, or leads a group commit in which its unit is
+        the first (see the module documentation).
+        """
         if not specs and not checkpoint:
             msg = "nothing to append"
             raise ValidationError(msg)
         unit = _Unit(specs, checkpoint)
-        self._queue.put(unit)
+        self._enqueue(unit)
         return unit.future
 
     def close(self) -> None:
-        """Finish queued work and stop the writer thread."""
-        if not self._closed:
+        """Finish queued work, sign a last checkpoint if this process appended since the last one, and stop."""
+        with self._mutex:
+            if self._closed:
+                return
             self._closed = True
-            self._queue.put(_Stop())
-            self._thread.join()
+        self._enqueue(_Unit([], checkpoint=False, closing=True))  # behind everything already waiting
+        self._stopping = True
+        self._standby.set()
+        self._thread.join()
 
-    # -- writer thread -------------------------------------------------------------------
+    def _checkpoint_pending(self) -> bool:
+        """Whether this process appended entries that no checkpoint covers yet (read under the lead)."""
+        state = self._state
+        return state is not None and state.tree.size > max(self._last_cp_size, 0)
 
-    def _run(self) -> None:
-        while True:
+    # -- the lead ------------------------------------------------------------------------
+
+    def _enqueue(self, unit: _Unit) -> None:
+        """Queue *unit*, then wait until it is done, leading the group commit when it is our turn."""
+        unit.proxied = threading.current_thread() is threading.main_thread()
+        with self._mutex:
+            if self._closed and not unit.closing:
+                msg = "the ledger is closed"
+                raise UnavailableError(msg)
+            self._queue.append(unit)
+            lead = not self._leading
+            self._leading = True
+        if lead and unit.proxied:
+            self._standby.set()  # the background thread leads on our behalf
+            lead = False
+        if not lead:
             try:
-                first = self._queue.get(timeout=self._interval)
-            except queue.Empty:
-                self._idle_checkpoint()
+                unit.wake.acquire()
+            except BaseException:  # interrupted while waiting (KeyboardInterrupt): never strand the lead
+                self._withdraw(unit)
+                raise
+            if not unit.promoted:
+                return  # a leader committed our unit (or failed it): the future is resolved
+        self._lead(unit)
+
+    def _withdraw(self, unit: _Unit) -> None:
+        """Take back a unit whose caller stopped waiting; pass the lead on if it had just been handed over."""
+        with self._mutex:
+            promoted = unit.promoted
+            if unit in self._queue:
+                self._queue.remove(unit)
+        if promoted:
+            self._pass_lead()
+
+    def _lead(self, own: _Unit | None) -> None:
+        """Commit the waiting units (*own*, the leader's, is the oldest) as one batch, then pass the lead on."""
+        try:
+            with self._mutex:
+                count = min(len(self._queue), MAX_BATCH)
+                batch = [self._queue.popleft() for _ in range(count)]
+            for unit in batch:
+                if unit.closing:  # sign a last checkpoint of what this process appended
+                    unit.checkpoint = self._checkpoint_pending()
+            if any(u.specs or u.checkpoint for u in batch):
+                self._process(batch, own=own)
+            else:  # only the closing marker: nothing to write
+                self._settle(batch, [[] for _ in batch], own=own)
+            if self._closed:
                 self._release_connection()
+        finally:
+            self._pass_lead()
+
+    def _pass_lead(self) -> None:
+        """Hand the lead to the oldest waiting caller (or to the background thread for the main thread's unit)."""
+        with self._mutex:
+            successor = self._queue[0] if self._queue else None
+            if successor is None:
+                self._leading = False
+            elif not successor.proxied:
+                successor.promoted = True
+        if successor is None:
+            return
+        if successor.proxied:
+            self._standby.set()
+        else:
+            successor.wake.release()
+
+    def _background(self) -> None:
+        """Lead when handed the lead; when appends pause, sign a pending checkpoint and return the connection."""
+        while True:
+            handed = self._standby.wait(self._interval)
+            if handed:
+                self._standby.clear()
+                if self._stopping:
+                    return
+                self._lead(None)
                 continue
-            if isinstance(first, _Stop):
-                self._idle_checkpoint()
+            with self._mutex:
+                if self._leading or self._closed:
+                    continue  # a busy leader signs checkpoints itself when the interval has passed
+                self._leading = True
+            try:
+                if self._checkpoint_pending():
+                    self._process([_Unit([], checkpoint=True)], own=None)
                 self._release_connection()
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(item, _Stop):
-                    stop = True
-                    break
-                batch.append(item)
-            self._process(batch)
-            if stop:
-                self._idle_checkpoint()
-                self._release_connection()
-                return
+            except Exception:  # the writer must outlive a failed idle checkpoint (_process logs its own errors)
+                log.exception("ledger idle checkpoint failed")
+            finally:
+                self._pass_lead()
 
     def _connection(self) -> Connection:
         """The writer's connection: checked out of the pool once, then reused batch after batch."""
@@ -201,10 +300,6 @@ class Sequencer:
         except Exception:  # a dead connection may fail to close; the next batch opens another
             log.debug("ledger writer connection did not close cleanly", exc_info=True)
 
-    def _idle_checkpoint(self) -> None:
-        if self._state is not None and self._state.tree.size > max(self._last_cp_size, 0):
-            self._process([_Unit([], checkpoint=True)])
-
     def _sync(self, conn: Connection, writer: repository.BatchWriter) -> _State:
         current = writer.lock_and_head()
         size = 0 if current is None else current[0] + 1
@@ -219,7 +314,8 @@ class Sequencer:
                 raise LedgerIntegrityError(msg + ": entries were removed (rollback); refusing to append", seq=size)
         return state.copy()
 
-    def _process(self, batch: list[_Unit]) -> None:  # noqa: C901 - one transaction, in order
+    def _process(self, batch: list[_Unit], *, own: _Unit | None) -> None:
+        """Write *batch* in one transaction and settle every unit (*own* is the leader's, nobody waits on it)."""
         outcomes: list[list[LedgerEntry] | BaseException] = []
         committed: list[LedgerEntry] = []
         try:
@@ -238,11 +334,11 @@ class Sequencer:
                 signed = self._sign_if_due(conn, batch, state, has_entries=bool(entry_rows))
         except self._storage_errors as exc:
             log.warning("ledger append failed: %s", exc.__class__.__name__)
-            self._fail(batch, UnavailableError(f"the ledger could not be written: {_describe(exc)}"))
+            self._fail(batch, UnavailableError(f"the ledger could not be written: {_describe(exc)}"), own=own)
             return
         except BaseException as exc:  # a bug: fail every caller, keep the writer alive
             log.exception("ledger writer failed")
-            self._fail(batch, exc)
+            self._fail(batch, exc, own=own)
             return
         self._state = state
         if signed is not None:
@@ -253,11 +349,19 @@ class Sequencer:
                     listener(committed)
                 except Exception:
                     log.exception("ledger listener failed")
+        self._settle(batch, outcomes, own=own)
+
+    @staticmethod
+    def _settle(batch: list[_Unit], outcomes: list[list[LedgerEntry] | BaseException], *, own: _Unit | None) -> None:
+        """Resolve each unit's future, then release its waiting caller."""
         for unit, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                unit.future.set_exception(outcome)
-            else:
-                unit.future.set_result(outcome)
+            if not unit.future.done():
+                if isinstance(outcome, BaseException):
+                    unit.future.set_exception(outcome)
+                else:
+                    unit.future.set_result(outcome)
+            if unit is not own:
+                unit.wake.release()
 
     def _sign_if_due(
         self, conn: Connection, batch: list[_Unit], state: _State, *, has_entries: bool
@@ -277,13 +381,11 @@ class Sequencer:
             return state.tree.size, now
         return None
 
-    def _fail(self, batch: list[_Unit], error: BaseException) -> None:
+    def _fail(self, batch: list[_Unit], error: BaseException, *, own: _Unit | None) -> None:
         """Forget the cached head, drop the connection, and fail every caller of the batch."""
         self._state = None
         self._release_connection(broken=True)
-        for unit in batch:
-            if not unit.future.done():
-                unit.future.set_exception(error)
+        self._settle(batch, [error] * len(batch), own=own)
 
     def _apply_unit(
         self,
@@ -296,6 +398,8 @@ class Sequencer:
         def on_node(level: int, idx: int, value: bytes) -> None:
             node_rows.append((level, idx, value))
 
+        if not unit.specs:  # a checkpoint request, or the closing marker
+            return []
         if len(unit.specs) == 1:
             spec = unit.specs[0]
             payload_bytes = spec.payload_bytes

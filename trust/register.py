@@ -60,14 +60,14 @@ CHECK_MONTHS = 12
 FEED_LIMIT = 50
 DECIDED_STATES = (APPROVED, REJECTED, EXPIRED, REVOKED)
 
-RULE_WORDS = {
+RULE_WORDS = {  # each completes "Approved when …"
     "simple_majority+chair_casting_vote": "more approvals than rejections; if they are equal, the chair's vote decides",
     "simple_majority+tie_rejects": "more approvals than rejections; if they are equal, the request is rejected",
     "simple_majority": "more approvals than rejections",
-    "two_thirds": "at least two thirds of the approve and reject votes approve",
+    "two_thirds": "at least two thirds of the approve and reject votes are approvals",
     "unanimity": "every trustee who votes approves",
-    "any_veto": "approved unless any trustee rejects",
-    "fast_track_no_objection": "fast track: enough trustees approve and nobody objects",
+    "any_veto": "at least one trustee approves and nobody rejects",
+    "fast_track_no_objection": "enough trustees approve and nobody objects (the fast track)",
 }
 STATE_WORDS = {
     PUBLIC_NOTICE: "Open for comments",
@@ -234,9 +234,11 @@ class Dossier:
     is_reviewer_view: bool = False
 
     @property
-    def comment_count(self) -> int:
-        """Comments received (reviewers only; 0 for the public view)."""
-        return len(self.comments)
+    def rule_words(self) -> str:
+        """The decision rule in plain words: the one applied, or (while voting) the one that will be."""
+        if self.summary.request.rule is None and self.standing is not None:
+            return rule_words(self.standing.spec.name)
+        return self.summary.rule_words
 
 
 def _summaries(

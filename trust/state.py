@@ -16,6 +16,7 @@ Payload fields read here are documented by the modules that write them
 
 from __future__ import annotations
 
+import bisect
 import functools
 import sys
 import threading
@@ -223,6 +224,11 @@ class TrustState:
     configs: list[ConfigState] = field(default_factory=list)
     special_categories: frozenset[str] = field(default_factory=default_special_categories)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # Bumped by every entry that changes what the global rules read (everything but consents and erasures):
+    # results of those rules, cached by the engine, are valid only within one generation.
+    generation: int = field(default=0, init=False, compare=False)
+    rule_cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _boundaries: tuple[int, tuple[str, ...]] = field(default=(-1, ()), init=False, repr=False, compare=False)
 
     # -- folding -------------------------------------------------------------------------
 
@@ -235,6 +241,8 @@ class TrustState:
                 handler = _HANDLERS.get(entry.kind)
                 if handler is not None:
                     handler(self, entry)
+                    if entry.kind not in SUBJECT_KINDS:
+                        self.generation += 1
                 self.head = entry.seq
 
     # -- reads ---------------------------------------------------------------------------
@@ -246,6 +254,33 @@ class TrustState:
             if config.at <= at:
                 current = config
         return current
+
+    def time_window(self, at: str) -> int:
+        """How many instants the global rules compare with are no later than *at*.
+
+        Every time-dependent condition of the organisation, agreement, request, ethics,
+        proportionality and retention rules has the form ``instant <= at`` for an instant
+        recorded in this state; two moments with the same window (and the same date, which
+        dated obligations are counted from) therefore get the same answers from those rules.
+        """
+        generation, instants = self._boundaries
+        if generation != self.generation:
+            instants = tuple(sorted({instant for instant in self._instants() if instant is not None}))
+            self._boundaries = (self.generation, instants)
+        return bisect.bisect_right(instants, at)
+
+    def _instants(self) -> Iterable[str | None]:
+        for org in self.orgs.values():
+            yield from (org.registered_at, org.suspended_at)
+        for agreement in self.agreements.values():
+            yield from (agreement.valid_from, agreement.valid_until, agreement.terminated_at, agreement.superseded_at)
+            yield from (signed_at for _seq, signed_at in agreement.signed.values())
+        for request in self.requests.values():
+            yield from (request.submitted_at, request.decided_at, request.revoked_at, request.expires_at)
+        for decisions in (*self.ethics_by_request.values(), *self.ethics_by_project.values()):
+            for decision in decisions:
+                yield from (decision.at, decision.expires_at)
+        yield from (config.at for config in self.configs)
 
     def is_special(self, category: str) -> bool:
         """Whether *category* (or a broader code above it) is a special category."""
@@ -444,3 +479,4 @@ _HANDLERS: dict[str, Callable[[TrustState, LedgerEntry], None]] = {
 }
 
 INDEXED_KINDS = frozenset(_HANDLERS)
+SUBJECT_KINDS = frozenset({"consent.granted", "consent.withdrawn", "subject.erased"})  # read by the consent rule only

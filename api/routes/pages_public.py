@@ -34,6 +34,7 @@ from api.auth.service import SignInThrottledError
 from api.auth.sessions import verify_csrf
 from api.authz import require
 from api.deps import ClockDep, InstanceDep
+from api.instance import Instance
 from api.pages import render, wants_html
 from api.problems import UnauthorisedError
 from api.routes.governance import read
@@ -112,12 +113,17 @@ def install(app: FastAPI) -> None:
         if exc.sign_in is not None:
             return RedirectResponse(exc.sign_in, status_code=303)
         csrf = "CSRF" in exc.detail
+        signed_out = exc.status == 401  # noqa: PLR2004 - HTTP status
+        title = "You cannot use this page"
+        if csrf or signed_out:
+            title = "This form has expired" if csrf else "Please sign in again"
         return page(
             request,
             "refused.html",
-            title="This form has expired" if csrf else "You cannot use this page",
+            title=title,
             status_code=exc.status,
             is_csrf=csrf,
+            is_signed_out=signed_out,
             detail=exc.detail,
         )
 
@@ -147,9 +153,19 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+async def verify_page_csrf(request: Request) -> None:
+    """:func:`api.auth.sessions.verify_csrf` for forms anyone may send; a browser is told what to do."""
+    try:
+        await verify_csrf(request)
+    except ForbiddenError as exc:
+        if not wants_html(request):
+            raise
+        raise PageRefusalError(status=403, detail=exc.detail, sign_in=None) from exc
+
+
 Public = Annotated[Principal, Depends(require_page("public.read"))]
 Commenter = Annotated[Principal, Depends(require_page("requests.comment"))]
-Csrf = Annotated[None, Depends(verify_csrf)]
+Csrf = Annotated[None, Depends(verify_page_csrf)]
 
 
 # -- home and register ------------------------------------------------------------------------------
@@ -183,7 +199,7 @@ def register_page(request: Request, instance: InstanceDep, now: ClockDep, _: Pub
 
 def _request_page(
     request: Request,
-    instance: Any,
+    instance: Instance,
     request_id: str,
     now: datetime,
     *,

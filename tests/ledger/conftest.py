@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from api.instance import Instance
 
 
 @pytest.fixture
-def instance(instance: Instance) -> Iterator[Instance]:
+def instance(instance: Instance) -> Instance:
     """The shared trust fixture with the domain projectors switched off."""
     instance.ledger.projectors.by_kind.clear()
-    yield instance
+    return instance

@@ -1,8 +1,9 @@
-"""A seeded trust shared by the page tests of one module, on SQLite and on PostgreSQL.
+"""A seeded trust shared by the page tests, on SQLite and on PostgreSQL.
 
-Seeding the demo story takes a couple of seconds, so each test module gets one seeded trust
+Seeding the demo story takes a couple of seconds, so the page tests share one seeded trust
 per database engine (per xdist worker). Tests that change something use resources no other
-test looks at (their own request, person or organisation), so their order does not matter.
+test looks at (their own request, trustee, person or organisation), so their order does not
+matter.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ HTML = {"Accept": "text/html,application/xhtml+xml"}
 TITLE = re.compile(r"<title>(.*?)</title>", re.DOTALL)
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
 def seeded(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Instance, World]]:

@@ -1,13 +1,16 @@
 """A seeded trust for page tests: the demo's people, organisations, requests and consents, plus checks.
 
 :func:`seed_world` runs the demo seeds (``api/seed_identity.py``, ``api/seed_governance.py``,
-``api/seed_consent.py``) with cheap password hashing, then records check decisions by the food
-bank's partner system under its approved request: enough permitted checks that the month's
-count is published, and two refused ones (a count the register must hide).
+``api/seed_consent.py``) with cheap password hashing, adds Alice (two consents from the food
+bank; statistics is her newest), then records check decisions by the food bank's partner
+system under its approved request for a cohort of exactly ten people, Alice among them:
+enough permitted checks that the month's count is published, and two refused ones (a count
+the register must hide).
 
-The :class:`World` it returns names what tests need: the food bank's approved request, the
-requests on notice and in voting, the trustees' and admin's passwords, and two individuals
-(each with a receipt access code) whose pages must never show each other's data.
+The :class:`World` it returns names what tests need: the requests (approved, rejected, on
+notice, in voting), the trustees', ethics member's and admin's passwords, the partner's
+client, and three individuals with receipt access codes -- Alice, Bob (never in a check) and
+Carol -- whose pages must never show each other's data.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from api.seed_governance import seed_governance
 from api.seed_identity import seed_identity
 from consent import service as consent_service
 from consent.repository import iter_grants
+from consent.schemas import ConsentIn
 from tests.factories import _cheap_password_hashing
 from trust.requests import list_requests
 from trust.rules.base import ProposedAction
@@ -124,8 +128,8 @@ def statistics_action(subjects: list[str], request: str, *, purpose: str = "stat
     )
 
 
-def _cohort(instance: Instance, first: str, request: str) -> list[str]:
-    """*first* and nine more people whose consent covers the statistics check: exactly the minimum of ten."""
+def _cohort(instance: Instance, first: str, request: str, *, leave_out: str) -> list[str]:
+    """*first* and nine more people (never *leave_out*) whose consent covers the check: the minimum of ten."""
     with instance.db.engine.connect() as conn:
         subjects = list(
             dict.fromkeys(str(row.subject) for page in iter_grants(conn, organisation=FOOD_BANK) for row in page)
@@ -134,8 +138,45 @@ def _cohort(instance: Instance, first: str, request: str) -> list[str]:
     trial = instance.checks.decide(
         statistics_action(subjects, request), actor="test", now=instance.clock(), dry_run=True
     )
-    covered = [s for s in trial.decision.permitted if s != first]
+    covered = [s for s in trial.decision.permitted if s not in {first, leave_out}]
     return [first, *covered[: MIN_COHORT - 1]]
+
+
+def _give_alice(instance: Instance) -> dict[str, str]:
+    """Alice: a food bank visitor who agreed to social research, then (her newest consent) to statistics."""
+    wording = {"wording_version": "food-bank-2026-01", "wording_text": "Riverside Food Bank would like to share…"}
+    first = consent_service.record_consent(
+        instance.ledger,
+        instance.vault,
+        ConsentIn.model_validate(
+            {
+                "person": {"name": "Alice Example", "contact": "alice@example.org"},
+                "purposes": ["research.social"],
+                "categories": ["housing", "financial"],
+                **wording,
+            }
+        ),
+        organisation=FOOD_BANK,
+        actor=FOOD_BANK,
+        now=instance.clock(),
+    )
+    consent_service.record_consent(
+        instance.ledger,
+        instance.vault,
+        ConsentIn.model_validate(
+            {
+                "subject": first.subject,
+                "purposes": ["statistics.aggregate"],
+                "categories": ["service_use", "demographics"],
+                "operations": ["aggregate"],
+                **wording,
+            }
+        ),
+        organisation=FOOD_BANK,
+        actor=FOOD_BANK,
+        now=instance.clock(),
+    )
+    return {"subject": first.subject, "access_code": first.access_code}
 
 
 def seed_world(instance: Instance) -> World:
@@ -145,13 +186,14 @@ def seed_world(instance: Instance) -> World:
         seed_identity(instance, credentials)
         seed_governance(instance, credentials)
     seed_consent(instance, credentials)
+    alice_code = _give_alice(instance)
     now = instance.clock()
     ids = _request_ids(instance, now)
-    alice = _individual(instance, credentials["individuals"][0], now)
+    alice = _individual(instance, alice_code, now)
     bob = _individual(instance, credentials["individuals"][1], now)
-    carol = _individual(instance, credentials["individuals"][2], now)
+    carol = _individual(instance, credentials["individuals"][0], now)
     client = str(credentials["partner"]["client_id"])
-    cohort = _cohort(instance, alice.subject, ids["approved"])
+    cohort = _cohort(instance, alice.subject, ids["approved"], leave_out=bob.subject)
     assert instance.checks is not None
     for index in range(PERMITTED_CHECKS + DENIED_CHECKS):
         purpose = "statistics.aggregate" if index < PERMITTED_CHECKS else "research.health"  # outside the request

@@ -27,23 +27,44 @@ def _inactive(consent: ConsentState, at: str) -> str | None:
     return None
 
 
-def _mismatch(consent: ConsentState, ctx: Context, special: set[str]) -> str | None:
+def _gap(consent: ConsentState, ctx: Context, special: set[str]) -> str | None:
+    """What the consent's scope lacks for the action (the words after "consent <id>"), or None."""
     action = ctx.action
     if not any(covers(p, action.purpose) for p in consent.purposes):
-        return f"consent {consent.id} does not cover the purpose {action.purpose}"
+        return f"does not cover the purpose {action.purpose}"
     missing = [c for c in action.categories if not any(covers(k, c) for k in consent.categories)]
     if missing:
-        return f"consent {consent.id} does not cover {', '.join(missing)}"
+        return f"does not cover {', '.join(missing)}"
     if consent.recipients is not None and action.recipient not in consent.recipients:
-        return f"consent {consent.id} does not name {action.recipient} as a recipient"
+        return f"does not name {action.recipient} as a recipient"
     if consent.operations is not None and action.operation not in consent.operations:
-        return f"consent {consent.id} does not allow {action.operation} sharing"
+        return f"does not allow {action.operation} sharing"
     if special and not consent.explicit:
-        return f"consent {consent.id} was not given explicitly, as {', '.join(sorted(special))} requires"
+        return f"was not given explicitly, as {', '.join(sorted(special))} requires"
     return None
 
 
-def decide_subject(ctx: Context, subject: str, special: set[str]) -> tuple[int | None, Exclusion | None]:
+_UNKNOWN = "?"  # not yet looked up in the memo (no gap is a single character)
+Scope = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...] | None, tuple[str, ...] | None, bool]
+
+
+def _mismatch(
+    consent: ConsentState, ctx: Context, special: set[str], memo: dict[Scope, str | None] | None = None
+) -> str | None:
+    """Why the consent does not cover the action, or None; *memo* shares the answer between consents of one scope."""
+    if memo is None:
+        gap = _gap(consent, ctx, special)
+    else:
+        scope = (consent.purposes, consent.categories, consent.recipients, consent.operations, consent.explicit)
+        gap = memo.get(scope, _UNKNOWN)
+        if gap is _UNKNOWN:
+            gap = memo[scope] = _gap(consent, ctx, special)
+    return None if gap is None else f"consent {consent.id} {gap}"
+
+
+def decide_subject(
+    ctx: Context, subject: str, special: set[str], memo: dict[Scope, str | None] | None = None
+) -> tuple[int | None, Exclusion | None]:
     """Return ``(consent seq, None)`` when covered, else ``(None, exclusion)``."""
     request = ctx.request
     if request is not None and request.subjects is not None and subject not in request.subjects:
@@ -64,7 +85,7 @@ def decide_subject(ctx: Context, subject: str, special: set[str]) -> tuple[int |
     for consent in reversed(consents):  # newest first: the most relevant reason comes first
         if consent.at > ctx.at:  # not given yet at the instant of the check: neither cover nor evidence
             continue
-        why = _inactive(consent, ctx.at) or _mismatch(consent, ctx, special)
+        why = _inactive(consent, ctx.at) or _mismatch(consent, ctx, special, memo)
         if why is None:
             return consent.seq, None
         reasons.append(why)
@@ -81,11 +102,12 @@ def decide_subject(ctx: Context, subject: str, special: set[str]) -> tuple[int |
 def evaluate(ctx: Context, special: set[str]) -> RuleResult:
     """Decide every subject; pass when at least one is covered (the permit then covers only those)."""
     seen: set[str] = set()
+    memo: dict[Scope, str | None] = {}  # one action: consents of the same scope cover it or not alike
     for subject in ctx.action.subjects:
         if subject in seen:
             continue
         seen.add(subject)
-        seq, exclusion = decide_subject(ctx, subject, special)
+        seq, exclusion = decide_subject(ctx, subject, special, memo)
         if exclusion is not None:
             ctx.exclusions.append(exclusion)
         else:

@@ -10,6 +10,11 @@ NAME = "proportionality"
 
 def evaluate(ctx: Context) -> RuleResult:
     """Compare the action with the approved request and the minimum cohort size in force."""
+    return finish(ctx, prepare(ctx))
+
+
+def prepare(ctx: Context) -> RuleResult:
+    """The outcome before counting the subjects who remain (it reads no subject, so the engine may cache it)."""
     request = ctx.request
     action = ctx.action
     if request is None:
@@ -41,15 +46,23 @@ def evaluate(ctx: Context) -> RuleResult:
                 f"cohort size {action.cohort_size} is below the minimum of {minimum} for aggregate outputs",
                 cfg_evidence,
             )
-        if ctx.permitted and len(ctx.permitted) < minimum:
-            return RuleResult(
-                NAME,
-                Outcome.FAIL,
-                f"only {len(ctx.permitted)} subjects remain after exclusions, below the minimum of {minimum}",
-                cfg_evidence,
-            )
         obligations = (("min_cohort", minimum),)
         evidence = cfg_evidence
     return RuleResult(
         NAME, Outcome.PASS, f"the use stays within what was approved for {request.id}", evidence, obligations
     )
+
+
+def finish(ctx: Context, prepared: RuleResult) -> RuleResult:
+    """Fail an aggregate that passed :func:`prepare` when fewer subjects remain than its minimum cohort."""
+    if prepared.outcome is not Outcome.PASS or ctx.action.operation != "aggregate" or not ctx.permitted:
+        return prepared
+    minimum = dict(prepared.obligations)["min_cohort"]
+    if len(ctx.permitted) < minimum:
+        return RuleResult(
+            NAME,
+            Outcome.FAIL,
+            f"only {len(ctx.permitted)} subjects remain after exclusions, below the minimum of {minimum}",
+            prepared.evidence,
+        )
+    return prepared
