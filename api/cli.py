@@ -176,10 +176,12 @@ def instance_summary(instance: Instance, host: str, port: int) -> list[str]:
     base = f"http://{host}:{port}"
     return [
         f"Demo trust '{instance.name}' with {instance.ledger.size()} ledger entries in {instance.data_dir}",
+        f"  Public register:     {base}/register",
+        f"  Your consents:       {base}/me/sign-in   (receipt access codes in the credentials file)",
+        f"  Trustee desk:        {base}/desk         (trustee usernames and passwords in the credentials file)",
         f"  API documentation:   {base}/docs",
         f"  Latest checkpoint:   {base}/v1/ledger/checkpoint",
         f"  Verifier key:        {base}/v1/ledger/verifier-key",
-        f"  Ledger entries:      {base}/v1/ledger/entries?start=0&end=50",
         f"  Demo credentials:    {instance.data_dir / 'demo-credentials.json'}",
     ]
 

@@ -61,7 +61,7 @@ def _ethics_member(story: _Story, credentials: dict[str, Any]) -> str:
             conn,
             username="amara.okafor",
             password=password,
-            display_name="Dr Amara Okafor (ethics committee chair)",
+            display_name="Dr Amara Okafor",
             email=None,
             is_admin=False,
             now=story.at(42),
