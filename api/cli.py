@@ -6,18 +6,14 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from api.cli_auth import bootstrap_admin
 from api.cli_auth import register as register_auth_commands
+from api.cli_common import DEFAULT_DATA_DIR, DataDir, clean_errors, err, opened, out, progress_bar
 from api.cli_consent import register as register_consent_commands
 from api.cli_governance import read_template
 from api.cli_governance import register as register_governance_commands
@@ -25,7 +21,6 @@ from api.cli_webhooks import webhooks_app
 from api.instance import Instance, initialise, rotate_log_key
 from ledger.checkpoint import verify_extends
 from ledger.db import Database, sqlite_url
-from ledger.errors import DomainError, LedgerIntegrityError
 from ledger.export import export_ledger, verify_export, verify_live
 from ledger.keys import Verifier
 from ledger.merkle import verify_inclusion
@@ -44,67 +39,8 @@ register_auth_commands(app)
 register_consent_commands(app)
 register_governance_commands(app)
 
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
-F = TypeVar("F", bound=Callable[..., Any])
 
-DataDir = Annotated[
-    Path,
-    typer.Option("--data-dir", envvar="DATATRUST_DATA_DIR", help="The trust's data directory.", file_okay=False),
-]
-DEFAULT_DATA_DIR = Path("datatrust-data")
 DEFAULT_MISSION = "Share insight, not people."
-
-
-def clean_errors(func: F) -> F:
-    """Turn domain errors into a one-line message and a non-zero exit."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except LedgerIntegrityError as exc:
-            where = f" (first bad sequence number: {exc.seq})" if exc.seq is not None else ""
-            err.print(f"[bold red]FAILED[/]: {exc.detail}{where}", highlight=False)
-            raise typer.Exit(1) from None
-        except DomainError as exc:
-            err.print(f"error: {exc.detail}", highlight=False)
-            raise typer.Exit(2) from None
-        except (OSError, ValueError) as exc:
-            err.print(f"error: {exc}", highlight=False)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-@contextmanager
-def opened(data_dir: Path) -> Iterator[Instance]:
-    """Open the trust in *data_dir* and close it afterwards."""
-    instance = Instance.open(data_dir)
-    try:
-        yield instance
-    finally:
-        instance.close()
-
-
-@contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar fed by ``(done, total)`` callbacks (on a terminal only: no stray lines in pipes)."""
-    with Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total or None)
-
-        yield update
 
 
 @app.command()

@@ -8,20 +8,17 @@ operator at the console).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from api.auth import service
 from api.auth.keys import auth_settings
+from api.cli_common import DEFAULT_DATA_DIR, DataDir, clean_errors, opened, out
 from api.instance import Instance
-from ledger.errors import DomainError, ValidationError
+from ledger.errors import ValidationError
 from trust import identity
 
 CLI_ACTOR = "trust"
@@ -29,39 +26,6 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 clients_app = typer.Typer(help="Register partner clients and rotate their credentials.", no_args_is_help=True)
 people_app = typer.Typer(help="Accounts of people who sign in (administrators, trustees, staff).", no_args_is_help=True)
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-DataDir = Annotated[
-    Path,
-    typer.Option("--data-dir", envvar="DATATRUST_DATA_DIR", help="The trust's data directory.", file_okay=False),
-]
-DEFAULT_DATA_DIR = Path("datatrust-data")
-
-
-def _errors(func: F) -> F:
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except DomainError as exc:
-            err.print(f"error: {exc.detail}", highlight=False)
-            raise typer.Exit(2) from None
-        except (OSError, ValueError) as exc:
-            err.print(f"error: {exc}", highlight=False)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-@contextmanager
-def _opened(data_dir: Path) -> Iterator[Instance]:
-    instance = Instance.open(data_dir)
-    try:
-        yield instance
-    finally:
-        instance.close()
 
 
 def _now() -> datetime:
@@ -97,7 +61,7 @@ def _read_jwk(path: Path | None) -> dict[str, Any] | None:
 
 
 @clients_app.command("register")
-@_errors
+@clean_errors
 def clients_register(  # noqa: PLR0917 - typer maps each parameter to an option
     organisation: Annotated[str, typer.Option(help="The partner organisation (org_…).")],
     name: Annotated[str, typer.Option(help="What the client is, e.g. 'case management system'.")],
@@ -109,7 +73,7 @@ def clients_register(  # noqa: PLR0917 - typer maps each parameter to an option
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Register a partner client (prints its secret once)."""
-    with _opened(data_dir) as instance:
+    with opened(data_dir) as instance:
         client_id, secret = identity.register_client(
             instance.ledger,
             organisation=organisation,
@@ -127,7 +91,7 @@ def clients_register(  # noqa: PLR0917 - typer maps each parameter to an option
 
 
 @clients_app.command("rotate")
-@_errors
+@clean_errors
 def clients_rotate(
     client_id: Annotated[str, typer.Argument(help="The client to rotate.")],
     public_key: Annotated[
@@ -136,7 +100,7 @@ def clients_rotate(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Replace a client's secret (or key); the old one and its tokens stop working at once."""
-    with _opened(data_dir) as instance:
+    with opened(data_dir) as instance:
         secret = identity.rotate_client_secret(
             instance.ledger, client_id=client_id, public_jwk=_read_jwk(public_key), actor=CLI_ACTOR, now=_now()
         )
@@ -148,14 +112,14 @@ def clients_rotate(
 
 
 @clients_app.command("suspend")
-@_errors
+@clean_errors
 def clients_suspend(
     client_id: Annotated[str, typer.Argument(help="The client to suspend.")],
     reason: Annotated[str, typer.Option(help="Why, in plain words (recorded on the ledger).")],
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Suspend a client: it gets no token and its tokens stop working."""
-    with _opened(data_dir) as instance:
+    with opened(data_dir) as instance:
         entry = identity.suspend_client(
             instance.ledger, client_id=client_id, reason=reason, actor=CLI_ACTOR, now=_now()
         )
@@ -163,10 +127,10 @@ def clients_suspend(
 
 
 @clients_app.command("list")
-@_errors
+@clean_errors
 def clients_list(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """List partner clients."""
-    with _opened(data_dir) as instance:
+    with opened(data_dir) as instance:
         for client in service.list_partner_clients(instance):
             status = "suspended" if client.is_suspended else "active"
             out.print(
@@ -177,7 +141,7 @@ def clients_list(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 
 
 @people_app.command("create")
-@_errors
+@clean_errors
 def people_create(
     username: Annotated[str, typer.Argument(help="Sign-in name (lower case).")],
     name: Annotated[str, typer.Option(help="Display name.")],
@@ -186,7 +150,7 @@ def people_create(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Create an account and print a one-time sign-in link for it."""
-    with _opened(data_dir) as instance:
+    with opened(data_dir) as instance:
         person = service.create_account(
             instance, username=username, display_name=name, email=email, password=None, is_admin=admin, now=_now()
         )
@@ -196,20 +160,20 @@ def people_create(
 
 
 @people_app.command("link")
-@_errors
+@clean_errors
 def people_link(
     username: Annotated[str, typer.Argument(help="Whose link.")],
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Print a new one-time sign-in link for an account."""
-    with _opened(data_dir) as instance:
+    with opened(data_dir) as instance:
         person = _person(instance, username)
         token = service.issue_sign_in_link(instance, person_id=person.id, now=_now())
         out.print(f"One-time sign-in link (24 hours): {sign_in_url(instance, token)}", highlight=False)
 
 
 @people_app.command("set-password")
-@_errors
+@clean_errors
 def people_set_password(
     username: Annotated[str, typer.Argument(help="Whose password.")],
     password: Annotated[
@@ -218,17 +182,17 @@ def people_set_password(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Set an account's password (prompted, never echoed)."""
-    with _opened(data_dir) as instance:
+    with opened(data_dir) as instance:
         person = _person(instance, username)
         service.reset_password(instance, person_id=person.id, password=password)
     out.print(f"Password set for {username}.")
 
 
 @people_app.command("list")
-@_errors
+@clean_errors
 def people_list(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """List accounts."""
-    with _opened(data_dir) as instance:
+    with opened(data_dir) as instance:
         for person in service.list_accounts(instance):
             flag = "admin" if person.is_admin else ""
             out.print(f"{person.id}  {person.username}  {person.display_name}  {flag}", highlight=False)

@@ -16,15 +16,13 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol
 
 import httpx
 import typer
-from rich.console import Console
 
+from api.cli_common import DEFAULT_DATA_DIR, DataDir, clean_errors, err, opened, out, progress_bar
 from consent import fhir, service
 from consent.importer import Format, Importer
 from consent.receipts import ConsistencyReport, check_against_ledger, verify_receipt
@@ -34,9 +32,6 @@ from ledger.keys import Verifier
 
 consents_app = typer.Typer(help="Import, export and configure consents.", no_args_is_help=True)
 receipt_app = typer.Typer(help="Check consent receipts.", no_args_is_help=True)
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-F = TypeVar("F", bound=Callable[..., Any])
 OPERATOR = "trust"
 
 
@@ -50,27 +45,10 @@ class HttpGetter(Protocol):
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "fhir", ".ndjson": "fhir"}
 
-DataDir = Annotated[
-    Path,
-    typer.Option("--data-dir", envvar="DATATRUST_DATA_DIR", help="The trust's data directory.", file_okay=False),
-]
-DEFAULT_DATA_DIR = Path("datatrust-data")
 PublicKey = Annotated[
     str | None,
     typer.Option("--public-key", help="The trust's verifier key (text, or a file holding one key a line)."),
 ]
-
-
-def _clean(func: F) -> F:
-    """The ``datatrust`` command's one-line errors (imported when run: ``api.cli`` imports this module)."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from api.cli import clean_errors  # noqa: PLC0415 - breaks the import cycle with api.cli
-
-        return clean_errors(func)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _keys(public_key: str | None) -> list[Verifier] | None:
@@ -104,7 +82,7 @@ def _codes_file(path: Path) -> Any:
 
 
 @consents_app.command("import")
-@_clean
+@clean_errors
 def import_consents(
     file: Annotated[Path, typer.Argument(help="CSV, JSON Lines or FHIR file.", exists=True, dir_okay=False)],
     organisation: Annotated[str, typer.Option("--organisation", help="The organisation that collected them.")],
@@ -118,7 +96,6 @@ def import_consents(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Import consents: all valid rows, or none (every bad row is reported with its line number)."""
-    from api.cli import opened, progress_bar  # noqa: PLC0415 - see _clean
     from trust.organisations import require_active  # noqa: PLC0415 - only this command needs governance
 
     fmt = format_ or FORMATS.get(file.suffix.lower())
@@ -161,15 +138,13 @@ def import_consents(
 
 
 @consents_app.command("export-fhir")
-@_clean
+@clean_errors
 def export_fhir(
     out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of standard output.")] = None,
     organisation: Annotated[str | None, typer.Option("--organisation", help="Only this organisation's.")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Export consents as HL7 FHIR R4 Consent resources, one JSON object a line (NDJSON)."""
-    from api.cli import opened, progress_bar  # noqa: PLC0415 - see _clean
-
     with opened(data_dir) as instance, instance.db.engine.connect() as conn:
         now = instance.clock()
         if out_file is None:
@@ -183,14 +158,12 @@ def export_fhir(
 
 
 @consents_app.command("adopt-vocabulary")
-@_clean
+@clean_errors
 def adopt_vocabulary(
     file: Annotated[Path, typer.Argument(help="A vocabulary TOML file.", exists=True, dir_okay=False)],
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Adopt a vocabulary of purposes and data categories (a trust.configured entry)."""
-    from api.cli import opened  # noqa: PLC0415 - see _clean
-
     vocabulary = Vocabulary.from_toml(file.read_text(encoding="utf-8"))
     with opened(data_dir) as instance:
         entry = service.adopt_vocabulary(instance.ledger, vocabulary, now=instance.clock())
@@ -202,7 +175,7 @@ def adopt_vocabulary(
 
 
 @receipt_app.command("verify")
-@_clean
+@clean_errors
 def receipt_verify(
     file: Annotated[Path, typer.Argument(help="A receipt (JSON).", exists=True, dir_okay=False)],
     public_key: PublicKey = None,
@@ -245,7 +218,7 @@ def check_online(receipt: dict[str, Any], client: HttpGetter, verifiers: list[Ve
 
 
 @receipt_app.command("check")
-@_clean
+@clean_errors
 def receipt_check(
     file: Annotated[Path, typer.Argument(help="A receipt (JSON).", exists=True, dir_okay=False)],
     url: Annotated[str, typer.Option("--url", help="The trust's address, e.g. https://trust.example.org.")],

@@ -7,56 +7,16 @@ template via :func:`read_template`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from api.instance import Instance
-from ledger.errors import DomainError
+from api.cli_common import DEFAULT_DATA_DIR, DataDir, clean_errors, opened, out
 from trust.config import GovernanceConfig, export_template, load_template
 from trust.requests import close_due_requests
 
 governance_app = typer.Typer(help="Governance: the configuration and access-request votes.", no_args_is_help=True)
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-F = TypeVar("F", bound=Callable[..., Any])
-DataDir = Annotated[
-    Path,
-    typer.Option("--data-dir", envvar="DATATRUST_DATA_DIR", help="The trust's data directory.", file_okay=False),
-]
-DEFAULT_DATA_DIR = Path("datatrust-data")
-
-
-def clean_errors(func: F) -> F:
-    """One-line message and exit status 2 for domain and file errors (as in ``api.cli``)."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except DomainError as exc:
-            err.print(f"error: {exc.detail}", highlight=False)
-            raise typer.Exit(2) from None
-        except (OSError, ValueError) as exc:
-            err.print(f"error: {exc}", highlight=False)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-@contextmanager
-def opened(data_dir: Path) -> Iterator[Instance]:
-    """Open the trust in *data_dir* and close it afterwards."""
-    instance = Instance.open(data_dir)
-    try:
-        yield instance
-    finally:
-        instance.close()
 
 
 def read_template(template: Path | None, mission: str, *, default_mission: str) -> tuple[GovernanceConfig | None, str]:

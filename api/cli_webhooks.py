@@ -16,8 +16,8 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from api.cli_common import DataDir, err, out
 from api.instance import CONFIG_NAME
 from api.webhooks.signing import webhook_signer
 from api.webhooks.worker import BatchReport, DeliveryWorker
@@ -26,13 +26,6 @@ from ledger.errors import DomainError
 from migrations import upgrade
 
 webhooks_app = typer.Typer(help="Deliver webhooks to partners.", no_args_is_help=True)
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-DataDir = Annotated[
-    Path,
-    typer.Option("--data-dir", envvar="DATATRUST_DATA_DIR", help="The trust's data directory.", file_okay=False),
-]
 
 
 def _report(report: BatchReport) -> None:
