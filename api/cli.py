@@ -99,7 +99,7 @@ def demo(
     from api.demo import seed  # noqa: PLC0415
 
     instance = seed(data_dir)
-    for line in instance_summary(instance, host, port):
+    for line in instance_summary(instance, host, port) + how_to_use(data_dir, host, port):
         out.print(line, highlight=False)
     if seed_only:
         instance.close()
@@ -120,6 +120,33 @@ def instance_summary(instance: Instance, host: str, port: int) -> list[str]:
         f"  Verifier key:        {base}/v1/ledger/verifier-key",
         f"  Demo credentials:    {instance.data_dir / 'demo-credentials.json'}",
     ]
+
+
+def how_to_use(data_dir: Path, host: str, port: int) -> list[str]:
+    """How to use each demo account, read from the credentials file the seed wrote."""
+    path = data_dir / "demo-credentials.json"
+    if not path.exists():
+        return []
+    creds = json.loads(path.read_text())
+    base = f"http://{host}:{port}"
+    lines = ["", "Try it:"]
+    lines.extend(
+        f"  As an individual: sign in at {base}/me/sign-in with access code {person['access_code']}"
+        for person in creds.get("individuals", [])[:1]
+    )
+    lines.extend(
+        f"  As a trustee: sign in at {base}/desk as {trustee['username']} / {trustee['password']}"
+        for trustee in creds.get("trustees", [])[:1]
+    )
+    partner = creds.get("partner")
+    if partner:
+        lines.append(
+            f"  As the partner ({partner['organisation']}): get a token with\n"
+            f"    curl -u {partner['client_id']}:{partner['client_secret']} "
+            f"-d grant_type=client_credentials -d scope=check {base}/oauth/token\n"
+            f"    then POST {base}/v1/checks with 'Authorization: Bearer TOKEN'"
+        )
+    return lines
 
 
 @ledger_app.command("verify")
