@@ -108,7 +108,27 @@ def machine_info() -> dict[str, Any]:
         "filesystem": _filesystem(WORK),
         "git_commit": _git_commit(),
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "loadavg_1_5_15": list(os.getloadavg()),  # other work on the machine while measuring
     }
+
+
+def fsync_probe(samples: int = 200) -> dict[str, float]:
+    """Latency of ``fdatasync`` after a 4 KiB write in the benchmark's scratch directory (the disk's floor)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / "fsync-probe.bin"
+    took: list[float] = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for _ in range(samples):
+            os.write(fd, b"\0" * 4096)
+            started = time.perf_counter()
+            os.fdatasync(fd)
+            took.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    took.sort()
+    return {"p50_ms": round(percentile(took, 0.5) * 1000, 3), "p90_ms": round(percentile(took, 0.9) * 1000, 3)}
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:

@@ -29,7 +29,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from _common import ORIGIN, machine_info, payload_for, percentile, pg_database, sqlite_database, write_result
+from _common import (
+    ORIGIN,
+    fsync_probe,
+    machine_info,
+    payload_for,
+    percentile,
+    pg_database,
+    sqlite_database,
+    write_result,
+)
 from sqlalchemy import make_url, select
 
 from ledger.db import Database
@@ -274,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     single, per_thread = (1_000, 500) if args.quick else (5_000, 3_000)
     machine = machine_info()
+    machine["fsync_probe"] = fsync_probe()
     print(f"machine: {machine}")
     engines = ["sqlite", "postgresql"] if args.engine == "both" else [args.engine]
     if "postgresql" in engines and machine["postgresql_server"] is None:

@@ -57,6 +57,20 @@ def copy_to_postgresql(sqlite_path: str, url: str) -> float:
     return time.perf_counter() - started
 
 
+def postgresql_facts(url: str) -> dict[str, str]:
+    """Cache size and table sizes: whether the tree fits in PostgreSQL's own cache decides its latency."""
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT current_setting('shared_buffers'), pg_size_pretty(pg_table_size('ledger_entries')), "
+            "pg_size_pretty(pg_table_size('ledger_tree_nodes')), pg_size_pretty(pg_indexes_size('ledger_entries')), "
+            "pg_size_pretty(pg_indexes_size('ledger_tree_nodes'))"
+        ).fetchone()
+    assert row is not None
+    keys = ("shared_buffers", "entries_table", "nodes_table", "entries_indexes", "nodes_indexes")
+    return dict(zip(keys, (str(v) for v in row), strict=True))
+
+
 def timed(calls: list[Callable[[], Any]]) -> tuple[list[float], list[Any]]:
     """Run each call, timing it; return the latencies (s) and the results."""
     latencies, results = [], []
@@ -96,6 +110,9 @@ def bench_engine(engine: str, url: str, *, size: int, proofs: int) -> dict[str, 
         timed([functools.partial(ledger.consistency_proof, m, size) for m in olds[:WARMUP]])
         inc_lat, inc = timed([functools.partial(ledger.inclusion_proof, s, size) for s in seqs[WARMUP:]])
         con_lat, con = timed([functools.partial(ledger.consistency_proof, m, size) for m in olds[WARMUP:]])
+        # The same proofs again: their pages are now cached (what a server sees for hot entries).
+        inc_again, _ = timed([functools.partial(ledger.inclusion_proof, s, size) for s in seqs[WARMUP:]])
+        con_again, _ = timed([functools.partial(ledger.consistency_proof, m, size) for m in olds[WARMUP:]])
         for proof in inc:
             verify_inclusion(proof.seq, proof.size, proof.leaf_hash, proof.proof, root)
         for old, proof in zip(olds[WARMUP:], con, strict=True):
@@ -108,14 +125,17 @@ def bench_engine(engine: str, url: str, *, size: int, proofs: int) -> dict[str, 
         "tree_size": size,
         "inclusion": summary(inc_lat, [len(p.proof) for p in inc]),
         "consistency": summary(con_lat, [len(p) for p in con]),
+        "inclusion_repeated": summary(inc_again, [len(p.proof) for p in inc]),
+        "consistency_repeated": summary(con_again, [len(p) for p in con]),
         "all_proofs_verified": True,
         "target_ms": TARGET_MS,
     }
-    result["meets_target"] = result["inclusion"]["p99_ms"] <= TARGET_MS and result["consistency"]["p99_ms"] <= TARGET_MS
-    for kind in ("inclusion", "consistency"):
+    result["meets_target_mean"] = all(result[k]["mean_ms"] <= TARGET_MS for k in ("inclusion", "consistency"))
+    result["meets_target_p99"] = all(result[k]["p99_ms"] <= TARGET_MS for k in ("inclusion", "consistency"))
+    for kind in ("inclusion", "consistency", "inclusion_repeated", "consistency_repeated"):
         figures = result[kind]
         print(
-            f"{engine:<10} {kind:<11}: mean {figures['mean_ms']:.3f} ms  p50 {figures['p50_ms']:.3f} ms  "
+            f"{engine:<10} {kind:<20}: mean {figures['mean_ms']:.3f} ms  p50 {figures['p50_ms']:.3f} ms  "
             f"p99 {figures['p99_ms']:.3f} ms  ({figures['mean_hashes']} hashes, {figures['proofs']} proofs)",
             flush=True,
         )
@@ -146,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             with pg_database("proofs") as url:
                 seconds = copy_to_postgresql(str(sqlite_path), url)
                 print(f"copied {count:,} entries into PostgreSQL in {seconds:.0f} s", flush=True)
-                results.append(bench_engine("postgresql", url, size=count, proofs=proofs))
+                result = bench_engine("postgresql", url, size=count, proofs=proofs)
+                result["server"] = postgresql_facts(url)
+                results.append(result)
     path = write_result(
         "ledger_proofs" if count == 1_000_000 else f"ledger_proofs_{count}",
         {

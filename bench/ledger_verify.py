@@ -9,8 +9,11 @@ into a SQLite database) under ``bench/work/`` and reused by later runs (and by
 
 Each measurement runs in a fresh child process, so its peak resident memory
 (``ru_maxrss``) is that of verification alone (plus the interpreter and the
-imported modules). ``tracemalloc`` gives the peak of Python allocations in a
-separate run (it slows the run, so it is not timed).
+imported modules). ``verify_export`` checks a large file in two halves at once
+(a second process takes the second half); the serial path is timed too
+(``parallel=False``), and the memory target counts both processes.
+``tracemalloc`` gives the peak of Python allocations in a separate run (it
+slows the run, so it is not timed).
 
     .venv/bin/python bench/ledger_verify.py            # 1,000,000 entries (~1-2 minutes the first time)
     .venv/bin/python bench/ledger_verify.py --quick    # 100,000 entries
@@ -51,13 +54,14 @@ def child(mode: str, count: int, verifier_text: str) -> None:
             report = verify_live(conn, anchors, origin=ORIGIN)
         db.dispose()
     else:
-        report = verify_export(export, anchors)
+        report = verify_export(export, anchors, parallel=mode != "export-serial")
     elapsed = time.perf_counter() - started
     figures: dict[str, Any] = {
         "seconds": elapsed,
         "entries": report.entries,
         "checkpoints": report.checkpoints,
         "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_maxrss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
     if mode == "tracemalloc":
         figures["tracemalloc_peak_mib"] = tracemalloc.get_traced_memory()[1] / 1024 / 1024
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each verification (default 3)")
     parser.add_argument("--no-live", action="store_true", help="skip the live SQLite database")
     parser.add_argument("--regenerate", action="store_true", help="rebuild the synthetic ledger")
-    parser.add_argument("--child", choices=["export", "live", "tracemalloc"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["export", "export-serial", "live", "tracemalloc"], help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     count = args.entries or (100_000 if args.quick else 1_000_000)
@@ -108,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{meta['checkpoints']} signed checkpoints; interpreter + imports alone: {floor:.0f} MiB RSS"
     )
     results: dict[str, Any] = {}
-    modes = ["export"] if args.no_live else ["export", "live"]
+    modes = ["export", "export-serial"] if args.no_live else ["export", "export-serial", "live"]
     for mode in modes:
-        runs = [run_child(mode, count, key) for _ in range(args.runs)]
+        runs = [run_child(mode, count, key) for _ in range(1 if mode == "live" else args.runs)]
         if any(r["entries"] != count for r in runs):
             raise SystemExit(f"{mode}: verified {runs[0]['entries']} entries, expected {count}")
         seconds = [r["seconds"] for r in runs]
@@ -120,11 +124,13 @@ def main(argv: list[str] | None = None) -> int:
             "seconds_min": round(min(seconds), 3),
             "entries_per_s": round(count / statistics.median(seconds)),
             "peak_rss_mib": round(max(r["maxrss_mib"] for r in runs), 1),
+            "worker_peak_rss_mib": round(max(r["worker_maxrss_mib"] for r in runs), 1),
             "checkpoints_verified": runs[0]["checkpoints"],
         }
         print(
-            f"verify {mode:<6}: median {results[mode]['seconds_median']:.2f} s (min {results[mode]['seconds_min']:.2f} s,"
-            f" {results[mode]['entries_per_s']:,} entries/s), peak RSS {results[mode]['peak_rss_mib']:.0f} MiB",
+            f"verify {mode:<13}: median {results[mode]['seconds_median']:.2f} s (min {results[mode]['seconds_min']:.2f} s,"
+            f" {results[mode]['entries_per_s']:,} entries/s), peak RSS {results[mode]['peak_rss_mib']:.0f} MiB"
+            f" (second process {results[mode]['worker_peak_rss_mib']:.0f} MiB)",
             flush=True,
         )
     traced = run_child("tracemalloc", count, key)
@@ -132,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"verify export: tracemalloc peak of Python allocations {traced['tracemalloc_peak_mib']:.1f} MiB")
     export_result = results["export"]
     targets = {"seconds": TARGET_SECONDS, "peak_mib": TARGET_MIB}
-    meets = export_result["seconds_median"] <= TARGET_SECONDS and export_result["peak_rss_mib"] <= TARGET_MIB
+    peak = export_result["peak_rss_mib"] + export_result["worker_peak_rss_mib"]
+    meets = export_result["seconds_median"] <= TARGET_SECONDS and peak <= TARGET_MIB
     if count == 1_000_000:
         print(
             f"targets (1,000,000 entries: <= {TARGET_SECONDS} s, <= {TARGET_MIB} MB): {'MET' if meets else 'NOT MET'}"

@@ -224,15 +224,35 @@ def iter_entries(conn: Connection, *, start: int = 0, end: int | None = None, ch
         position = stop
 
 
+def _driver_rows(conn: Connection, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+    """Rows of a plain query through the connection's own DB-API cursor, inside its current transaction."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql.replace("?", _placeholder(conn)), params)
+        return cast("list[tuple[Any, ...]]", cursor.fetchall())
+    finally:
+        cursor.close()
+
+
 def scan_entry_rows(conn: Connection, start: int, end: int) -> list[EntryRow]:
     """Rows with ``start <= seq < end`` in order, as :func:`entry_rows`, for bulk reads (verification).
 
-    The plain SQL skips SQLAlchemy's per-value processing: both drivers already
-    return ``int`` and ``bytes`` for these columns.
+    The plain DB-API read skips SQLAlchemy's per-row work: both drivers already
+    return ``int`` and ``bytes`` for these columns. Run it after a SQLAlchemy
+    statement on *conn* (as :func:`size`), so that it reads in that transaction.
     """
-    mark = _placeholder(conn)
-    sql = f"SELECT seq, leaf_hash, body FROM ledger_entries WHERE seq >= {mark} AND seq < {mark} ORDER BY seq"  # noqa: S608 - placeholders only
-    return cast("list[EntryRow]", conn.exec_driver_sql(sql, (start, end)).all())
+    sql = "SELECT seq, leaf_hash, body FROM ledger_entries WHERE seq >= ? AND seq < ? ORDER BY seq"
+    return cast("list[EntryRow]", _driver_rows(conn, sql, (start, end)))
+
+
+def node_hash_range(conn: Connection, level: int, first: int, last: int) -> list[bytes | None]:
+    """Stored hashes of one *level* for indices ``first..last`` in order, None where a node is missing."""
+    sql = "SELECT idx, hash FROM ledger_tree_nodes WHERE level = ? AND idx >= ? AND idx <= ? ORDER BY idx"
+    rows = _driver_rows(conn, sql, (level, first, last))
+    if len(rows) == last - first + 1:  # the key is unique: a full count is the whole range, in order
+        return [bytes(value) for _idx, value in rows]
+    found = {int(idx): bytes(value) for idx, value in rows}
+    return [found.get(i) for i in range(first, last + 1)]
 
 
 def node_hashes(conn: Connection, level: int, first: int, last: int) -> dict[int, bytes]:

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import Connection
@@ -97,8 +98,9 @@ def _held_lock() -> _thread.LockType:
 class _Unit:
     specs: list[AppendSpec]
     checkpoint: bool
-    future: Future[list[LedgerEntry]] = field(default_factory=Future)
+    outcome: list[LedgerEntry] | BaseException | None = None  # set by the leader before it releases the caller
     wake: _thread.LockType = field(default_factory=_held_lock)  # released once: unit done, or its caller leads
+    chain: _Unit | None = None  # the next caller of the batch this caller wakes when woken (spreads the wake-ups)
     promoted: bool = False  # the caller of this waiting unit was handed the lead
     closing: bool = False  # the marker close() queues behind all other work
     proxied: bool = False  # queued by the main thread: the background thread leads for it
@@ -174,7 +176,12 @@ class Sequencer:
             raise ValidationError(msg)
         unit = _Unit(specs, checkpoint)
         self._enqueue(unit)
-        return unit.future
+        future: Future[list[LedgerEntry]] = Future()  # resolved here, on the caller's thread, not by the leader
+        if isinstance(unit.outcome, BaseException):
+            future.set_exception(unit.outcome)
+        else:
+            future.set_result(unit.outcome or [])
+        return future
 
     def close(self) -> None:
         """Finish queued work, sign a last checkpoint if this process appended since the last one, and stop."""
@@ -213,8 +220,10 @@ class Sequencer:
             except BaseException:  # interrupted while waiting (KeyboardInterrupt): never strand the lead
                 self._withdraw(unit)
                 raise
-            if not unit.promoted:
-                return  # a leader committed our unit (or failed it): the future is resolved
+            if not unit.promoted:  # a leader committed our unit (or failed it)
+                if unit.chain is not None:
+                    unit.chain.wake.release()
+                return
         self._lead(unit)
 
     def _withdraw(self, unit: _Unit) -> None:
@@ -353,15 +362,26 @@ class Sequencer:
 
     @staticmethod
     def _settle(batch: list[_Unit], outcomes: list[list[LedgerEntry] | BaseException], *, own: _Unit | None) -> None:
-        """Resolve each unit's future, then release its waiting caller."""
+        """Give each unit its outcome, then release the waiting callers.
+
+        Callers on other threads are released as a chain (each wakes the next),
+        so the leader makes one wake-up call instead of one per caller. The main
+        thread's callers are released directly: an interrupt there must not
+        break the chain.
+        """
+        chained: list[_Unit] = []
         for unit, outcome in zip(batch, outcomes, strict=True):
-            if not unit.future.done():
-                if isinstance(outcome, BaseException):
-                    unit.future.set_exception(outcome)
-                else:
-                    unit.future.set_result(outcome)
-            if unit is not own:
+            unit.outcome = outcome
+            if unit is own:
+                continue
+            if unit.proxied:
                 unit.wake.release()
+            else:
+                chained.append(unit)
+        for waiting, following in pairwise(chained):
+            waiting.chain = following
+        if chained:
+            chained[0].wake.release()
 
     def _sign_if_due(
         self, conn: Connection, batch: list[_Unit], state: _State, *, has_entries: bool
