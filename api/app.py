@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api import problems
+from api import limits, logs, metrics, problems, security_headers
 from api.auth import web as auth_web
 from api.instance import Instance
 from api.pages import STATIC_DIR
@@ -20,6 +20,7 @@ from api.routes import ethics as ethics_routes
 from api.routes import governance as governance_routes
 from api.routes import ledger as ledger_routes
 from api.routes import me as me_routes
+from api.routes import ops as ops_routes
 from api.routes import pages_admin, pages_me, pages_public, pages_trustee
 from api.routes import requests as requests_routes
 from api.routes import webhooks as webhooks_routes
@@ -41,6 +42,7 @@ ROUTERS = [
     pages_me.router,
     pages_trustee.router,
     pages_admin.router,
+    ops_routes.router,
 ]
 
 
@@ -80,4 +82,8 @@ def create_app(instance: Instance, *, close_on_shutdown: bool = False, backgroun
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    limits.install(app)  # body size and JSON depth limits (413/422 before any route reads the body)
+    metrics.install(app)  # these three wrap everything above: request timing,
+    security_headers.install(app)  # headers on every response,
+    logs.install(app)  # and the request id and log line (outermost)
     return app

@@ -20,7 +20,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.auth.principal import get_principal, principal_source
+from api.auth.principal import current_principal, principal_source
 from api.auth.sessions import SAFE_METHODS, verify_csrf
 from api.problems import UnauthorisedError
 from consent.principals import Principal, Role, Scope
@@ -110,7 +110,7 @@ def require(action: str) -> Callable[..., Awaitable[Principal]]:
         msg = f"no authorisation rule for action {action!r}"
         raise KeyError(msg)
 
-    async def dependency(request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def dependency(request: Request, principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         authorise(principal, action)
         if request.method not in SAFE_METHODS and principal_source(request) == "cookie":
             await verify_csrf(request)

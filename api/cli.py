@@ -13,6 +13,7 @@ import typer
 
 from api.cli_auth import bootstrap_admin
 from api.cli_auth import register as register_auth_commands
+from api.cli_backup import register as register_backup_commands
 from api.cli_common import DEFAULT_DATA_DIR, DataDir, clean_errors, err, opened, out, progress_bar
 from api.cli_consent import register as register_consent_commands
 from api.cli_governance import read_template
@@ -36,6 +37,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(keys_app, name="keys")
 app.add_typer(webhooks_app, name="webhooks")
 register_auth_commands(app)
+register_backup_commands(app)
 register_consent_commands(app)
 register_governance_commands(app)
 
@@ -81,10 +83,12 @@ def _serve(instance: Instance, host: str, port: int) -> None:
     import uvicorn  # noqa: PLC0415 - only the serving commands need it
 
     from api.app import create_app  # noqa: PLC0415
+    from api.logs import configure_logging  # noqa: PLC0415
 
+    configure_logging()  # JSON lines on standard error; our request log replaces uvicorn's access log
     out.print(f"Serving [bold]{instance.name}[/] on http://{host}:{port}/ (Ctrl-C to stop)")
     app_ = create_app(instance, close_on_shutdown=True, background=True)
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    uvicorn.run(app_, host=host, port=port, log_level="warning", log_config=None, access_log=False)
 
 
 @app.command()

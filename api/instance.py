@@ -60,8 +60,13 @@ class Instance:
         clock: Callable[[], datetime] = system_clock,
         database_url: str | None = None,
         checkpoint_interval: float = 1.0,
+        check_index: bool = True,
     ) -> Instance:
-        """Open an initialised data directory (runs pending migrations)."""
+        """Open an initialised data directory (runs pending migrations).
+
+        *check_index*: start the check engine's in-memory index (``checks``), which
+        folds every entry; a command that only writes (the bulk import) needs none.
+        """
         config_path = data_dir / CONFIG_NAME
         if not config_path.exists():
             msg = f"{data_dir} is not a datatrust data directory (no {CONFIG_NAME}); run `datatrust init` first"
@@ -81,13 +86,16 @@ class Instance:
             checkpoint_interval=checkpoint_interval,
         )
         vault = Vault.from_file(data_dir / "keys" / "vault.key")
-        ledger.projectors.register(["check.decided"], record_projection, tables=["check_decisions", "check_subjects"])
+        ledger.projectors.register(
+            ["check.decided"], record_projection, tables=["check_decisions", "check_subjects"], may_refuse=False
+        )
         governance_projections.register(ledger.projectors)
         consent_projections.register(ledger)
         identity.register_projectors(ledger.projectors)
         register_webhook_projectors(ledger.projectors)  # outbox (same transaction) and deletions
         instance = cls(data_dir, trust["name"], trust["origin"], db, ledger, vault, clock)
-        instance.checks = CheckService(ledger)
+        if check_index:
+            instance.checks = CheckService(ledger)
         return instance
 
     def close(self) -> None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ledger.errors import (
     ConflictError,
@@ -20,8 +26,10 @@ from ledger.errors import (
     ValidationError,
 )
 
+log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://datatrust.local/problems/"
+_SQLITE_QUERY_ERRORS = ("no such ", "near ", "table ", "index ", "incomplete input", "too many ")
 
 STATUS: list[tuple[type[DomainError], int]] = [
     (ValidationError, 422),
@@ -75,8 +83,34 @@ def status_for(exc: DomainError) -> int:
     return 400
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether *exc* means the database is unreachable, restarting, full or busy (not a bug in a query).
+
+    SQLAlchemy wraps the driver's errors; a lost connection may surface as any DB-API class
+    (``connection_invalidated``), the rest as the driver's ``OperationalError``.
+    """
+    if isinstance(exc, PoolTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return exc.orig is not None and database_unavailable(exc.orig)
+    if isinstance(exc, sqlite3.OperationalError):  # SQLite also reports a bad query this way
+        return not str(exc).startswith(_SQLITE_QUERY_ERRORS)
+    return isinstance(exc, psycopg.OperationalError)
+
+
+def unavailable_detail(exc: BaseException) -> str:
+    """A plain sentence for the caller (the driver's text names hosts and ports: it goes to the log only)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    if "disk is full" in text or "no space left" in text:
+        return "the database's storage is full: nothing more can be recorded until space is freed"
+    return "the database is unavailable (it may be restarting): try again shortly"
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on *app*."""
+    document(app)  # the OpenAPI document describes the errors as problem+json
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
@@ -93,6 +127,23 @@ def install(app: FastAPI) -> None:
             headers=headers,
             **exc.extensions,
         )
+
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):
+            raise exc  # a bug, not an outage: the usual 500
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.warning("database unavailable during %s %s: %s", request.method, request.url.path, first_line)
+        return problem(
+            503,
+            slug=UnavailableError.slug,
+            title=UnavailableError.title,
+            detail=unavailable_detail(exc),
+            instance=request.url.path,
+            headers={"Retry-After": "5"},
+        )
+
+    for error in (DBAPIError, PoolTimeoutError, psycopg.Error, sqlite3.Error):
+        app.add_exception_handler(error, _database)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -119,5 +170,97 @@ def install(app: FastAPI) -> None:
             title=titles.get(exc.status_code, "Request failed"),
             detail=str(exc.detail),
             instance=request.url.path,
-            headers=getattr(exc, "headers", None),
+            headers=allow_every_method(request, exc),
         )
+
+
+def allow_every_method(request: Request, exc: StarletteHTTPException) -> dict[str, str] | None:
+    """The exception's headers, with a 405's ``Allow`` naming every method served at the path (RFC 9110 §15.5.6).
+
+    Starlette names only the methods of the first route matching the path, and FastAPI makes one
+    route per method (``GET`` and ``POST /v1/agreements`` are two routes).
+    """
+    headers = getattr(exc, "headers", None)
+    if exc.status_code != 405:  # noqa: PLR2004
+        return headers
+    methods = [
+        method
+        for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in request.app.router.routes
+        )
+    ]
+    return {**(headers or {}), "Allow": ", ".join(methods)} if methods else headers
+
+
+# -- the errors in the OpenAPI document -----------------------------------------------------
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "An RFC 9457 problem document. Refusals by the authorisation policy add `action` (and "
+    "`required_scope`); validation errors add `errors`, one per field.",
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string", "description": "A URI naming the kind of problem."},
+        "title": {"type": "string", "description": "A short summary of the kind of problem."},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string", "description": "What went wrong with this request, in plain words."},
+        "instance": {"type": "string", "description": "The path of the request."},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+    "additionalProperties": True,
+}
+PROBLEM_RESPONSES: dict[str, str] = {
+    "422": "The request is not valid: the problem's `errors` name each field and what is wrong with it.",
+    "4XX": "The request was refused: 400 malformed, 401 sign in first, 403 not allowed, 404 not found, "
+    "409 conflicts with the current state, 413 too large, 429 too many attempts (see Retry-After).",
+    "5XX": "503: the database is unavailable; try again after Retry-After seconds.",
+}
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def document(app: FastAPI) -> None:
+    """Describe every operation's errors in *app*'s OpenAPI document as problem+json.
+
+    FastAPI documents only its own 422 (as ``application/json`` with its ``HTTPValidationError``
+    body, which this app never sends); this replaces it with the problem document the handlers
+    above send, and adds the 4XX and 5XX ranges every operation may answer with. A response a
+    route documents itself for a status (e.g. the OAuth token endpoint's errors) is left as it is.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in PROBLEM_RESPONSES.items():
+                    current = responses.get(status)
+                    if status == "422" and current is not None and "HTTPValidationError" in str(current):
+                        responses[status] = _problem_response(description)  # FastAPI's, never sent as such
+                    elif status != "422" and current is None:
+                        responses[status] = _problem_response(description)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = PROBLEM_SCHEMA
+        if "HTTPValidationError" not in str(schema.get("paths", {})):
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

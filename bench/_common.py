@@ -13,6 +13,7 @@ import os
 import platform
 import secrets
 import shutil
+import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -129,6 +130,45 @@ def fsync_probe(samples: int = 200) -> dict[str, float]:
         path.unlink(missing_ok=True)
     took.sort()
     return {"p50_ms": round(percentile(took, 0.5) * 1000, 3), "p90_ms": round(percentile(took, 0.9) * 1000, 3)}
+
+
+def rss_mib(pid: int | str = "self") -> float:
+    """Resident memory of a process in MiB (Linux ``/proc``); 0 once it has gone."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User plus system CPU time a process has used so far (Linux ``/proc``); 0 once it has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14 and 15)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], *, timeout: float = 60.0) -> None:
+    """Return once something accepts connections on 127.0.0.1:*port*; raise if *proc* exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        if proc.poll() is not None:
+            msg = f"the process listening on port {port} exited with {proc.returncode}"
+            raise RuntimeError(msg)
+        time.sleep(0.2)
+    msg = f"nothing listened on port {port} within {timeout:.0f} s"
+    raise RuntimeError(msg)
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:

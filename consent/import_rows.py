@@ -20,6 +20,7 @@ from consent import fhir
 from ledger.errors import DomainError, ValidationError
 
 Format = Literal["csv", "jsonl", "fhir"]
+Record = tuple[int, Any]  # (line number, what convert() turns into a raw row)
 LIST_FIELDS = frozenset({"purposes", "categories", "recipients", "operations"})
 BOOL_FIELDS = frozenset({"explicit", "on_behalf"})
 TRUE, FALSE = frozenset({"true", "yes", "y", "1"}), frozenset({"false", "no", "n", "0", ""})
@@ -27,7 +28,7 @@ BOOLEANS = TRUE | FALSE
 _SPLIT = re.compile(r"[;\s]+")
 
 
-def _csv_row(row: dict[str, str | None]) -> dict[str, Any]:
+def _csv_row(row: dict[str | None, Any]) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for key, value in row.items():
         if key is None:
@@ -57,26 +58,52 @@ def _flat_person(raw: dict[str, Any]) -> dict[str, Any]:
 def read_rows(path: Path, fmt: Format, *, organisation: str) -> Iterator[tuple[int, dict[str, Any] | DomainError]]:
     """Yield ``(line number, raw row or the error that makes it unreadable)`` for every row of *path*."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        if fmt == "csv":
-            yield from _read_csv(handle)
-        elif fmt == "jsonl":
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield number, _json_object(line, _flat_person)
-        else:
-            yield from _read_fhir(handle, organisation=organisation)
+        header, records = read_records(handle, fmt, organisation=organisation)
+        for line, record in records:
+            yield line, convert(fmt, header, record)
 
 
-def _read_csv(handle: IO[str]) -> Iterator[tuple[int, dict[str, Any] | DomainError]]:
-    reader = csv.DictReader(handle)
-    for row in reader:
+def read_records(handle: IO[str], fmt: Format, *, organisation: str) -> tuple[list[str] | None, Iterator[Record]]:
+    """``(CSV header or None, records)``: the cheap, sequential half of reading (see :func:`convert`).
+
+    A CSV record is the row's list of fields and a JSON Lines record the line's
+    text; FHIR records are already converted (a Bundle is one document anyway).
+    Records are plain values, so :func:`convert` can run in another process.
+    """
+    if fmt == "csv":
+        reader = csv.reader(handle)
+        header = next(reader, None)  # what csv.DictReader takes as its field names
+        return header, ((reader.line_num, values) for values in reader if values != [])
+    if fmt == "jsonl":
+        return None, ((number, line) for number, line in enumerate(handle, start=1) if line.strip())
+    return None, _read_fhir(handle, organisation=organisation)
+
+
+def convert(fmt: Format, header: list[str] | None, record: Any) -> dict[str, Any] | DomainError:
+    """The raw row (ConsentIn's fields) of one record from :func:`read_records`, or what makes it unreadable."""
+    if fmt == "csv":
         try:
-            yield reader.line_num, _flat_person(_csv_row(row))
+            return _flat_person(_csv_row(_csv_fields(header or [], record)))
         except DomainError as exc:
-            yield reader.line_num, exc
+            return exc
+    if fmt == "jsonl":
+        return _json_object(record, _flat_person)
+    result: dict[str, Any] | DomainError = record
+    return result
 
 
-def _json_object(text: str, convert: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any] | DomainError:
+def _csv_fields(header: list[str], values: list[str]) -> dict[str | None, Any]:
+    """The row as ``csv.DictReader`` gives it: extra fields under None, missing ones None."""
+    row: dict[str | None, Any] = dict(zip(header, values, strict=False))
+    if len(values) > len(header):
+        row[None] = values[len(header) :]
+    else:
+        for key in header[len(values) :]:
+            row[key] = None
+    return row
+
+
+def _json_object(text: str, shape: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any] | DomainError:
     try:
         obj = json.loads(text)
     except ValueError as exc:
@@ -84,7 +111,7 @@ def _json_object(text: str, convert: Callable[[dict[str, Any]], dict[str, Any]])
     if not isinstance(obj, dict):
         return ValidationError("each line must be a JSON object")
     try:
-        return convert(obj)
+        return shape(obj)
     except DomainError as exc:
         return exc
 

@@ -9,12 +9,13 @@ service would not have written: such an entry is simply not projected.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection
 
 from consent import repository
-from consent.models import PROJECTION_TABLES
+from consent.models import PROJECTION_TABLES, grants_table
 from consent.vocabulary import Vocabulary
 from ledger.canonical import canonicalize
 from ledger.entry import LedgerEntry
@@ -35,31 +36,69 @@ def _json(value: list[str] | None) -> str | None:
     return _ENCODER.encode(value)
 
 
+@dataclass(slots=True)
+class _Deferred:
+    savepoint: object  # the unit's savepoint: rows are collected only within it
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+_DEFERRED = "consent.deferred_grants"  # key in Connection.info (per database connection; one thread uses it)
+
+
+def defer_grants(conn: Connection) -> None:
+    """Collect the ``consent_grants`` rows of the rest of this unit and insert them at :func:`flush_grants`.
+
+    For a bulk append (one unit of many ``consent.granted`` entries): call it from
+    the unit's ``prepare`` and give its last entry ``project=flush_grants``; the
+    rows then go in with one ``executemany`` instead of one insert each. Rows are
+    collected only within the savepoint that was current here, so a unit that
+    fails half-way leaves nothing that a later unit could pick up.
+    """
+    savepoint = conn.get_nested_transaction()
+    if savepoint is not None:  # the writer applies a unit with callbacks inside a savepoint
+        conn.info[_DEFERRED] = _Deferred(savepoint)
+
+
+def flush_grants(conn: Connection, _entry: LedgerEntry | None = None) -> None:
+    """Insert the rows collected since :func:`defer_grants` (a ``project`` callback)."""
+    deferred = conn.info.pop(_DEFERRED, None)
+    if deferred is not None and deferred.savepoint is conn.get_nested_transaction():
+        repository.fast_insert(conn, grants_table, deferred.rows)
+
+
 def project_grant(conn: Connection, entry: LedgerEntry) -> None:
-    """``consent.granted`` -> one ``consent_grants`` row."""
+    """``consent.granted`` -> one ``consent_grants`` row (now, or at :func:`flush_grants`)."""
+    row = _grant_row(entry)
+    deferred = conn.info.get(_DEFERRED)
+    if deferred is not None:
+        if deferred.savepoint is conn.get_nested_transaction():
+            deferred.rows.append(row)
+            return
+        del conn.info[_DEFERRED]  # left by a unit that failed before its flush
+    repository.insert_grant(conn, row)
+
+
+def _grant_row(entry: LedgerEntry) -> dict[str, Any]:
     p = entry.payload
-    repository.insert_grant(
-        conn,
-        {
-            "consent": p["consent"],
-            "seq": entry.seq,
-            "subject": p["subject"],
-            "organisation": p["organisation"],
-            "purposes": _json(p["purposes"]),
-            "categories": _json(p["categories"]),
-            "recipients": _json(p.get("recipients")),
-            "operations": _json(p.get("operations")),
-            "valid_from": p["valid_from"],
-            "valid_until": p.get("valid_until"),
-            "explicit": bool(p.get("explicit", False)),
-            "wording_hash": p.get("wording_hash", ""),
-            "wording_version": p.get("wording_version", ""),
-            "vocabulary": p.get("vocabulary", ""),
-            "on_behalf": bool(p.get("on_behalf", False)),
-            "granted_at": entry.at,
-            "actor": entry.actor,
-        },
-    )
+    return {
+        "consent": p["consent"],
+        "seq": entry.seq,
+        "subject": p["subject"],
+        "organisation": p["organisation"],
+        "purposes": _json(p["purposes"]),
+        "categories": _json(p["categories"]),
+        "recipients": _json(p.get("recipients")),
+        "operations": _json(p.get("operations")),
+        "valid_from": p["valid_from"],
+        "valid_until": p.get("valid_until"),
+        "explicit": bool(p.get("explicit", False)),
+        "wording_hash": p.get("wording_hash", ""),
+        "wording_version": p.get("wording_version", ""),
+        "vocabulary": p.get("vocabulary", ""),
+        "on_behalf": bool(p.get("on_behalf", False)),
+        "granted_at": entry.at,
+        "actor": entry.actor,
+    }
 
 
 def project_withdrawal(conn: Connection, entry: LedgerEntry) -> None:

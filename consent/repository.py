@@ -113,12 +113,20 @@ def erasure(conn: Connection, subject: str) -> Row[Any] | None:
     return conn.execute(select(erasures_table).where(erasures_table.c.subject == subject)).first()
 
 
+def _marks(conn: Connection, count: int) -> str:
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return ",".join([mark] * count)
+
+
 def existing_consents(conn: Connection, consents: Sequence[str]) -> dict[str, tuple[str, str, int]]:
-    """``{consent: (organisation, subject, seq)}`` for the ids already recorded."""
+    """``{consent: (organisation, subject, seq)}`` for the ids already recorded.
+
+    Plain SQL, as the bulk import asks this of every chunk (twice) and every validation batch.
+    """
     found: dict[str, tuple[str, str, int]] = {}
     for part in chunks(consents):
-        query = select(grants_table.c.consent, grants_table.c.organisation, grants_table.c.subject, grants_table.c.seq)
-        for consent, organisation, subject, seq in conn.execute(query.where(grants_table.c.consent.in_(part))):
+        sql = f"SELECT consent, organisation, subject, seq FROM consent_grants WHERE consent IN ({_marks(conn, len(part))})"  # noqa: S608, E501 - placeholders
+        for consent, organisation, subject, seq in conn.exec_driver_sql(sql, tuple(part)):
             found[str(consent)] = (str(organisation), str(subject), int(seq))
     return found
 
@@ -127,9 +135,16 @@ def subject_states(conn: Connection, subjects: Sequence[str]) -> dict[str, bool]
     """``{subject: is_erased}`` for every subject in *subjects* the trust knows (has a grant for)."""
     known: dict[str, bool] = {}
     for part in chunks(subjects):
-        for (subject,) in conn.execute(select(grants_table.c.subject).where(grants_table.c.subject.in_(part))):
+        marks = _marks(conn, len(part))
+        for (subject,) in conn.exec_driver_sql(
+            f"SELECT DISTINCT subject FROM consent_grants WHERE subject IN ({marks})",  # noqa: S608 - placeholders
+            tuple(part),
+        ):
             known[str(subject)] = False
-        for (subject,) in conn.execute(select(erasures_table.c.subject).where(erasures_table.c.subject.in_(part))):
+        for (subject,) in conn.exec_driver_sql(
+            f"SELECT subject FROM consent_erasures WHERE subject IN ({marks})",  # noqa: S608 - placeholders
+            tuple(part),
+        ):
             known[str(subject)] = True
     return known
 

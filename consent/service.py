@@ -33,6 +33,7 @@ erase twice; the vault and the access codes change in that same transaction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections import defaultdict
@@ -127,21 +128,41 @@ def wording_hash(draft: ConsentIn) -> str:
     return hashlib.sha256((draft.wording_text or "").encode()).hexdigest()
 
 
+_TERMS: dict[tuple[str, tuple[str, ...], tuple[str, ...]], tuple[tuple[str, ...], tuple[str, ...], list[str]]] = {}
+_TERMS_LIMIT = 4096  # distinct combinations remembered (a bulk import repeats a few of them on every row)
+
+
+_format_at = functools.lru_cache(maxsize=4096)(format_at)  # rows of an import share a few dates
+
+
+def _checked_terms(
+    vocabulary: Vocabulary, purposes: list[str], categories: list[str]
+) -> tuple[list[str], list[str], list[str]]:
+    """``(purposes, categories, special categories)`` checked against *vocabulary*, remembered when valid."""
+    key = (vocabulary.hash, tuple(purposes), tuple(categories))
+    found = _TERMS.get(key)
+    if found is None:
+        checked = vocabulary.check("purposes", purposes), vocabulary.check("categories", categories)
+        found = (tuple(checked[0]), tuple(checked[1]), vocabulary.special_among(checked[1]))
+        if len(_TERMS) >= _TERMS_LIMIT:
+            _TERMS.clear()
+        _TERMS[key] = found
+    return list(found[0]), list(found[1]), list(found[2])
+
+
 def grant_payload(
     draft: ConsentIn, *, consent: str, subject: str, organisation: str, vocabulary: Vocabulary, now: datetime
 ) -> dict[str, Any]:
     """Check *draft* against *vocabulary* and build the ``consent.granted`` payload."""
-    purposes = vocabulary.check("purposes", draft.purposes)
-    categories = vocabulary.check("categories", draft.categories)
-    special = vocabulary.special_among(categories)
+    purposes, categories, special = _checked_terms(vocabulary, draft.purposes, draft.categories)
     if special and not draft.explicit:
         msg = (
             f"{', '.join(special)} {'is a special category' if len(special) == 1 else 'are special categories'}: "
             "record it only with explicit consent (set explicit to true)"
         )
         raise ValidationError(msg, errors=[{"field": "explicit", "message": msg}])
-    valid_from = format_at(draft.valid_from or now)
-    valid_until = None if draft.valid_until is None else format_at(draft.valid_until)
+    valid_from = _format_at(draft.valid_from or now)
+    valid_until = None if draft.valid_until is None else _format_at(draft.valid_until)
     if valid_until is not None and valid_until <= valid_from:
         msg = f"valid_until ({valid_until}) must be after valid_from ({valid_from})"
         raise ValidationError(msg, errors=[{"field": "valid_until", "message": msg}])
@@ -311,8 +332,10 @@ def erase_subject(
 ) -> ErasureResult:
     """Crypto-shred *subject*: destroy their vault key and access codes and append ``subject.erased``.
 
-    From *now* every consent of the subject is inactive. *also* runs in the same
-    transaction (the API ends the subject's sign-in sessions with it).
+    Once that has committed, the deleted key is also purged from the database
+    files (:meth:`Vault.purge_deleted_keys`). From *now* every consent of the
+    subject is inactive. *also* runs in the same transaction (the API ends the
+    subject's sign-in sessions with it).
     """
 
     def prepare(conn: Connection) -> dict[str, Any]:
@@ -332,6 +355,9 @@ def erase_subject(
         entry = ledger.append("subject.erased", actor=actor, now=now, prepare=prepare, checkpoint=True)
     except _AlreadyDoneError as done:
         return ErasureResult(subject, int(done.row.seq), done.row.erased_at, is_new=False)
+    # Committed: now push the deleted key's bytes out of the write-ahead log (SQLite) or the table's dead
+    # rows (PostgreSQL), so that no copy of the database files taken from now on holds them.
+    vault.purge_deleted_keys(ledger.db.write_engine)
     return ErasureResult(subject, entry.seq, entry.at, is_new=True)
 
 

@@ -18,6 +18,18 @@ from sqlalchemy.engine import make_url
 
 DATABASE_URL_ENV = "DATATRUST_DATABASE_URL"
 LEDGER_LOCK_ID = 0x64617461  # PostgreSQL advisory lock key: "data" in ASCII
+# libpq parameters applied unless the URL sets them: give up connecting after 10 s, and notice a
+# server that vanished without closing the connection (a crash of its machine, a cut network) within
+# about a minute, idle (keepalives) or sending (tcp_user_timeout, ms), instead of waiting on the
+# socket for ever. Callers then get an error (HTTP 503), not a hang. A slow query is not cut short.
+POSTGRES_CONNECT_DEFAULTS: dict[str, int] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -25,8 +37,15 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'datatrust.db').resolve()}"
 
 
-def _sqlite_engine(url: str, *, begin: str) -> Engine:
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+# Readers: as many pooled connections as the server has request threads (AnyIO's 40) plus its
+# background threads, so that connections are reused, not opened (with their PRAGMAs) per request.
+SQLITE_READ_POOL = 48
+
+
+def _sqlite_engine(url: str, *, begin: str, pool_size: int = 5) -> Engine:
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 60}, pool_size=pool_size, max_overflow=16
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -66,11 +85,18 @@ class Database:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            return cls(url, _sqlite_engine(url, begin="BEGIN"), _sqlite_engine(url, begin="BEGIN IMMEDIATE"))
+            return cls(
+                url,
+                _sqlite_engine(url, begin="BEGIN", pool_size=SQLITE_READ_POOL),
+                _sqlite_engine(url, begin="BEGIN IMMEDIATE"),
+            )
         if parsed.get_backend_name() == "postgresql":
             if parsed.drivername == "postgresql":
                 url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-            engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+            connect_args = {k: v for k, v in POSTGRES_CONNECT_DEFAULTS.items() if k not in parsed.query}
+            engine = create_engine(
+                url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, connect_args=connect_args
+            )
             return cls(url, engine, engine)
         msg = f"unsupported database URL scheme {parsed.drivername!r}: use sqlite or postgresql"
         raise ValueError(msg)

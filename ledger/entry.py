@@ -65,8 +65,8 @@ def format_at(moment: datetime) -> str:
         raise ValidationError(msg)
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    if moment.year < 1000:  # noqa: PLR2004 - isoformat pads the year to four digits, strftime does not
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.year < 1000:  # noqa: PLR2004 - strftime("%Y") does not pad years before 1000: pad them here
+        return f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S.%fZ")
     # The same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ"), about five times faster (the append path).
     return moment.isoformat(timespec="microseconds")[:26] + "Z"
 
@@ -150,6 +150,19 @@ def _exact_int(text: str) -> int:
     return value
 
 
+def _flat(value: dict[str, Any]) -> bool:
+    """Whether *value* maps strings (exactly ``str``) to strings, booleans, nulls or lists of strings only."""
+    for key, item in value.items():
+        kind = type(item)
+        if type(key) is not str or not (kind is str or kind is bool or item is None or kind is list):
+            return False
+        if kind is list:
+            for element in item:
+                if type(element) is not str:
+                    return False
+    return True
+
+
 def _fast_canonical(value: dict[str, Any]) -> bytes | None:
     """RFC 8785 bytes of *value* via the C JSON encoder, or None where only the full path can decide.
 
@@ -165,6 +178,8 @@ def _fast_canonical(value: dict[str, Any]) -> bytes | None:
         return None
     if not text.isascii():
         return None
+    if _flat(value):  # nothing the encoder could coerce and no number: parsing it back would change nothing
+        return text.encode()
     try:
         back = json.loads(text, parse_float=_no_float, parse_int=_exact_int)
     except _NotCanonicalError:
@@ -174,8 +189,42 @@ def _fast_canonical(value: dict[str, Any]) -> bytes | None:
     return text.encode()
 
 
+class CanonicalPayload(dict[str, Any]):
+    """A payload that carries its RFC 8785 bytes, so that appending it does not encode it again.
+
+    Made only by :meth:`of` (which canonicalises, with every check of
+    :func:`canonical_payload`) or by :meth:`restore` from the two halves :meth:`parts`
+    returned, kept meanwhile by the same program (the bulk import stores them in
+    its private scratch file between its two passes). :func:`canonical_payload`
+    returns the carried bytes as they are. Do not change the mapping afterwards.
+    """
+
+    __slots__ = ("canonical",)
+    canonical: bytes
+
+    @classmethod
+    def of(cls, payload: dict[str, Any]) -> CanonicalPayload:
+        """Canonicalise *payload* now and keep the bytes with it."""
+        made = cls(payload)
+        made.canonical = canonical_payload(payload)
+        return made
+
+    @classmethod
+    def restore(cls, payload: dict[str, Any], canonical: bytes) -> CanonicalPayload:
+        """Put back together what :meth:`parts` returned (nothing is checked: the halves must be that pair)."""
+        made = cls(payload)
+        made.canonical = canonical
+        return made
+
+    def parts(self) -> tuple[dict[str, Any], bytes]:
+        """``(plain dict, canonical bytes)``, e.g. to keep them somewhere and :meth:`restore` them later."""
+        return dict(self), self.canonical
+
+
 def canonical_payload(payload: dict[str, Any]) -> bytes:
     """Canonicalise a payload on the caller's side (raises on floats or bad values)."""
+    if type(payload) is CanonicalPayload:
+        return payload.canonical
     if not isinstance(payload, dict):
         msg = "an entry payload must be a JSON object"
         raise ValidationError(msg)

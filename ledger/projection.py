@@ -30,11 +30,21 @@ class ProjectorRegistry:
 
     by_kind: dict[str, list[Projector]] = field(default_factory=lambda: defaultdict(list))
     tables: list[str] = field(default_factory=list)
+    refusing: set[str] = field(default_factory=set)  # kinds with a projector that may raise a domain error
 
-    def register(self, kinds: Iterable[str], projector: Projector, *, tables: Iterable[str] = ()) -> None:
-        """Run *projector* for every entry of one of *kinds*; *tables* are the tables it writes."""
+    def register(
+        self, kinds: Iterable[str], projector: Projector, *, tables: Iterable[str] = (), may_refuse: bool = True
+    ) -> None:
+        """Run *projector* for every entry of one of *kinds*; *tables* are the tables it writes.
+
+        A projector registered with ``may_refuse=False`` promises never to raise a domain error
+        (it only writes rows): the sequencer then runs it without a savepoint of its own, since
+        a database error fails the whole batch either way.
+        """
         for kind in kinds:
             self.by_kind[kind].append(projector)
+            if may_refuse:
+                self.refusing.add(kind)
         for table in tables:
             if table not in self.tables:
                 self.tables.append(table)
@@ -42,6 +52,10 @@ class ProjectorRegistry:
     def handles(self, kind: str) -> bool:
         """Whether any projector runs for *kind*."""
         return bool(self.by_kind.get(kind))
+
+    def may_refuse(self, kind: str) -> bool:
+        """Whether a projector for *kind* may refuse the entry (it then runs in a savepoint)."""
+        return kind in self.refusing
 
     def apply(self, conn: Connection, entry: LedgerEntry) -> None:
         """Run every projector registered for the entry's kind."""

@@ -37,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from ledger import repository
 from ledger.checkpoint import Checkpoint
@@ -152,6 +153,7 @@ class Sequencer:
         self._conn: Connection | None = None  # the writer's connection, kept while appends keep coming
         self._storage_errors: tuple[type[BaseException], ...] = (
             DBAPIError,
+            PoolTimeoutError,  # no pooled connection came free in time
             OSError,
             db.write_engine.dialect.loaded_dbapi.Error,  # raised as is by the DB-API hot path
         )
@@ -160,6 +162,10 @@ class Sequencer:
         self._standby = threading.Event()  # set: the background thread is handed the lead
         self._thread = threading.Thread(target=self._background, name="ledger-sequencer", daemon=True)
         self._thread.start()
+
+    def is_running(self) -> bool:
+        """Whether the writer's background thread is alive and the sequencer not closed."""
+        return self._thread.is_alive() and not self._closed
 
     def add_listener(self, listener: Callable[[list[LedgerEntry]], None]) -> None:
         """Call *listener* with each committed batch's entries, after the commit and before callers return."""
@@ -342,7 +348,7 @@ class Sequencer:
                 writer.insert(entry_rows, node_rows)
                 signed = self._sign_if_due(conn, batch, state, has_entries=bool(entry_rows))
         except self._storage_errors as exc:
-            log.warning("ledger append failed: %s", exc.__class__.__name__)
+            log.warning("ledger append failed: %s: %s", exc.__class__.__name__, _describe(exc))
             self._fail(batch, UnavailableError(f"the ledger could not be written: {_describe(exc)}"), own=own)
             return
         except BaseException as exc:  # a bug: fail every caller, keep the writer alive
@@ -423,8 +429,14 @@ class Sequencer:
         if len(unit.specs) == 1:
             spec = unit.specs[0]
             payload_bytes = spec.payload_bytes
-            if payload_bytes is not None and spec.project is None and not self.projectors.handles(spec.kind):
-                # The common case, kept short: one entry with its payload already canonical, nothing to run.
+            if (
+                payload_bytes is not None
+                and spec.prepare is None
+                and spec.project is None
+                and not self.projectors.may_refuse(spec.kind)
+            ):
+                # The common case, kept short: one entry with its payload already canonical, and nothing
+                # that could refuse it (so no savepoint): at most projectors that only write rows.
                 try:
                     at = format_at(spec.at)
                 except DomainError as exc:
@@ -433,10 +445,12 @@ class Sequencer:
                 body, leaf = build_entry(
                     seq=seq, kind=spec.kind, at=at, actor=spec.actor, prev=prev, payload_bytes=payload_bytes
                 )
+                entry = LedgerEntry(seq, spec.kind, at, spec.actor, prev, _payload_of(spec, body), body, leaf)
+                self.projectors.apply(conn, entry)
                 state.tree.append(leaf, on_node)
                 state.prev = leaf
                 entry_rows.append((seq, spec.kind, at, spec.actor, leaf, body))
-                return [LedgerEntry(seq, spec.kind, at, spec.actor, prev, _payload_of(spec, body), body, leaf)]
+                return [entry]
         return self._apply_guarded(conn, unit, state, entry_rows, node_rows)
 
     def _apply_guarded(

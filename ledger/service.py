@@ -86,6 +86,10 @@ class Ledger:
         """Stop the writer (after finishing queued appends)."""
         self._sequencer.close()
 
+    def writer_running(self) -> bool:
+        """Whether this process's ledger writer is alive (for readiness probes)."""
+        return self._sequencer.is_running()
+
     def add_listener(self, listener: Callable[[list[LedgerEntry]], None]) -> None:
         """Be told of every batch of entries this process commits."""
         self._sequencer.add_listener(listener)

@@ -10,10 +10,14 @@ ledger, which never held them, still verifies.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.secret
 import nacl.utils
@@ -22,12 +26,34 @@ from sqlalchemy import Connection, Engine, delete, insert, select
 from ledger.errors import LedgerIntegrityError, NotFoundError
 from ledger.models import vault_keys_table, vault_records_table
 
+log = logging.getLogger(__name__)
+PURGE_WAIT_MS = 2000  # how long the SQLite purge waits for the writer and readers before giving up (partial)
+_KEY_SIZE, _NONCE_SIZE = nacl.secret.SecretBox.KEY_SIZE, nacl.secret.SecretBox.NONCE_SIZE
+
+
+@dataclass(slots=True)
+class SealedSubjects:
+    """New subjects' vault rows, encrypted in advance (:meth:`Vault.seal_new`), to insert in one go.
+
+    ``keys`` holds ``(subject, sealed key)`` and ``records`` ``(subject, field name,
+    ciphertext)``: exactly the rows :meth:`Vault.store` writes for a subject without a key.
+    """
+
+    keys: list[tuple[str, bytes]] = field(default_factory=list)
+    records: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    def extend(self, other: SealedSubjects) -> None:
+        """Add *other*'s rows to these."""
+        self.keys.extend(other.keys)
+        self.records.extend(other.records)
+
 
 class Vault:
     """Encrypts and decrypts subjects' identifying fields."""
 
     def __init__(self, master_key: bytes) -> None:
         self._master = nacl.secret.SecretBox(master_key)
+        self._master_key = bytes(master_key)
 
     def __repr__(self) -> str:
         return "Vault(<master key hidden>)"
@@ -66,6 +92,52 @@ class Vault:
                 insert(vault_records_table).values(subject=subject, name=name, ciphertext=box.encrypt(value.encode()))
             )
 
+    def seal_new(self, people: Sequence[tuple[str, Mapping[str, str]]]) -> SealedSubjects:
+        """Encrypt the fields of subjects that have no key yet, outside any transaction (the bulk import's path).
+
+        Each subject gets a fresh random key sealed with the master key, and each
+        field is encrypted with it (``nonce || box``, as ``SecretBox.encrypt`` writes
+        it), as :meth:`store` does; the randomness of a whole batch is drawn at once.
+        Write the rows with :meth:`insert_sealed`; a subject that already has a key
+        makes that insert fail (primary key), never silently gets a second one.
+        """
+        sealed = SealedSubjects()
+        seal = nacl.bindings.crypto_secretbox_easy
+        width = _KEY_SIZE + _NONCE_SIZE * (1 + max((len(f) for _s, f in people), default=0))
+        randomness = nacl.utils.random(width * len(people))  # one call: every key and nonce of the batch
+        for number, (subject, fields) in enumerate(people):
+            start = width * number
+            key = randomness[start : start + _KEY_SIZE]
+            nonce = randomness[start + _KEY_SIZE : start + _KEY_SIZE + _NONCE_SIZE]
+            sealed.keys.append((subject, nonce + seal(key, nonce, self._master_key)))  # as SecretBox.encrypt
+            for index, (name, value) in enumerate(fields.items(), start=1):
+                at = start + _KEY_SIZE + _NONCE_SIZE * index
+                nonce = randomness[at : at + _NONCE_SIZE]
+                sealed.records.append((subject, name, nonce + seal(value.encode(), nonce, key)))
+        return sealed
+
+    @staticmethod
+    def insert_sealed(conn: Connection, sealed: SealedSubjects, *, now: str) -> None:
+        """Insert rows made by :meth:`seal_new` in this connection's transaction (two ``executemany``)."""
+        if not sealed.keys and not sealed.records:
+            return
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        driver: Any = conn.connection.dbapi_connection  # the transaction's own connection: commits with it
+        cursor = driver.cursor()
+        try:
+            if sealed.keys:
+                cursor.executemany(
+                    f"INSERT INTO vault_keys (subject, sealed_key, created_at) VALUES ({mark}, {mark}, {mark})",  # noqa: S608
+                    [(subject, key, now) for subject, key in sorted(sealed.keys)],  # key order: fewer page visits
+                )
+            if sealed.records:
+                cursor.executemany(
+                    f"INSERT INTO vault_records (subject, name, ciphertext) VALUES ({mark}, {mark}, {mark})",  # noqa: S608
+                    sorted(sealed.records),
+                )
+        finally:
+            cursor.close()
+
     def read(self, conn: Connection, subject: str) -> dict[str, str]:
         """Decrypt every field of *subject* (raises NotFoundError once erased)."""
         row = conn.execute(select(vault_keys_table.c.sealed_key).where(vault_keys_table.c.subject == subject)).first()
@@ -103,23 +175,42 @@ class Vault:
         conn.execute(delete(vault_records_table).where(vault_records_table.c.subject == subject))
 
     @staticmethod
-    def purge_deleted_keys(engine: Engine) -> None:
+    def purge_deleted_keys(engine: Engine) -> bool:
         """After an erasure commits, push deleted key bytes off the disk where the engine allows it.
 
         SQLite in WAL mode keeps the page that held the deleted key in the ``-wal``
         file until a checkpoint overwrites it; a truncating checkpoint copies the
-        zeroed page (``secure_delete``) into the database and empties the log. It is
-        best effort: readers still using old pages make it a partial checkpoint, and
-        a later one finishes the job. PostgreSQL frees dead rows at VACUUM; its WAL
-        archives and backups follow the operator's retention policy.
+        zeroed page (``secure_delete``) into the database and empties the log.
+        PostgreSQL keeps deleted rows in the table until VACUUM, which is run here on
+        the two vault tables; its WAL archives and backups follow the operator's
+        retention policy. Best effort, never raising: readers still using old pages
+        make the SQLite checkpoint partial (the next erasure's, or SQLite's own,
+        finishes the job). Returns whether it completed.
         """
-        if engine.dialect.name != "sqlite":
-            return
-        raw = engine.raw_connection()  # outside SQLAlchemy's transaction: a checkpoint cannot run inside one
         try:
-            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            raw.close()
+            if engine.dialect.name == "postgresql":
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.exec_driver_sql("VACUUM vault_keys, vault_records")
+                return True
+            if engine.dialect.name != "sqlite":
+                return False
+            raw = engine.raw_connection()  # outside SQLAlchemy's transaction: a checkpoint cannot run inside one
+            try:
+                cursor = raw.cursor()
+                (patience,) = cursor.execute("PRAGMA busy_timeout").fetchone()
+                cursor.execute(f"PRAGMA busy_timeout={PURGE_WAIT_MS}")  # never hold up the erasure for long
+                try:
+                    busy, _log, _done = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone() or (1, 0, 0)
+                finally:
+                    cursor.execute(f"PRAGMA busy_timeout={int(patience)}")
+            finally:
+                raw.close()
+        except Exception as exc:  # noqa: BLE001 - the erasure has committed; purging is best effort
+            log.warning("vault purge after erasure did not run: %s", exc.__class__.__name__)
+            return False
+        if busy:
+            log.info("vault purge after erasure was partial: a reader still uses older pages")
+        return not busy
 
     def _unseal(self, sealed: bytes, subject: str) -> bytes:
         try:

@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
 from ledger import repository
 from ledger.entry import LedgerEntry, format_at
 from ledger.errors import NotFoundError
 from ledger.models import entries_table
 from ledger.service import Ledger
-from trust.check_models import check_decisions_table, check_subjects_table
 from trust.rules.base import ProposedAction
 from trust.rules.engine import Decision, Engine
 from trust.state import INDEXED_KINDS, TrustState
@@ -100,27 +99,32 @@ def state_as_of(conn: Connection, seq: int) -> TrustState:
     return state
 
 
+# The projector's statements in each driver's parameter style (SQLite's ``?``, psycopg's ``%s``).
+_DECISION_SQL = "INSERT INTO check_decisions (seq, organisation, request, purpose, decision, at) VALUES "
+_SUBJECTS_SQL = "INSERT INTO check_subjects (seq, subject, is_permitted) VALUES "
+_RECORD_SQL = {
+    "qmark": (_DECISION_SQL + "(?, ?, ?, ?, ?, ?)", _SUBJECTS_SQL + "(?, ?, ?)"),
+    "pyformat": (_DECISION_SQL + "(%s, %s, %s, %s, %s, %s)", _SUBJECTS_SQL + "(%s, %s, %s)"),
+}
+
+
 def record_projection(conn: Connection, entry: LedgerEntry) -> None:
-    """Projector for ``check.decided``: who asked, what was decided, which subjects it named."""
+    """Projector for ``check.decided``: who asked, what was decided, which subjects it named.
+
+    It runs for every check, inside the ledger writer's batch, so it speaks to the driver
+    directly (no statement compilation per row); it only writes rows and never refuses.
+    """
     payload = entry.payload
     action = payload["action"]
-    conn.execute(
-        insert(check_decisions_table).values(
-            seq=entry.seq,
-            organisation=action["organisation"],
-            request=action["request"],
-            purpose=action["purpose"],
-            decision=payload["decision"],
-            at=entry.at,
-        )
+    decision_sql, subjects_sql = _RECORD_SQL[conn.dialect.paramstyle]
+    conn.exec_driver_sql(
+        decision_sql,
+        (entry.seq, action["organisation"], action["request"], action["purpose"], payload["decision"], entry.at),
     )
     permitted = set(payload["subjects"]["permitted"])
-    rows = [
-        {"seq": entry.seq, "subject": subject, "is_permitted": subject in permitted}
-        for subject in dict.fromkeys(action["subjects"])
-    ]
+    rows = [(entry.seq, subject, subject in permitted) for subject in dict.fromkeys(action["subjects"])]
     if rows:
-        conn.execute(insert(check_subjects_table), rows)
+        conn.exec_driver_sql(subjects_sql, rows)
 
 
 class CheckService:
@@ -158,12 +162,19 @@ class CheckService:
             self.state.apply_all(entries)
 
     def _follow(self, interval: float) -> None:
+        failing = False  # told once when following fails and once when it works again, not every poll
         while not self._stop.wait(interval):
             try:
                 with self.ledger.db.engine.connect() as conn:
                     self._catch_up(conn)
-            except Exception:  # noqa: BLE001 - keep following; the database may be restarting
-                log.warning("check index could not follow the ledger; retrying")
+            except Exception as exc:  # noqa: BLE001 - keep following; the database may be restarting
+                if not failing:
+                    log.warning("check index could not follow the ledger (%s); retrying", type(exc).__name__)
+                failing = True
+                continue
+            if failing:
+                log.warning("check index follows the ledger again")
+            failing = False
 
     def decide(
         self,

@@ -549,15 +549,22 @@ def verify_client_secret(conn: Connection, client_id: str, secret: str) -> bool:
 
 
 def check_client_standing(
-    conn: Connection, client_id: str, *, at: datetime, credential_version: int | None = None
+    conn: Connection,
+    client_id: str,
+    *,
+    at: datetime,
+    credential_version: int | None = None,
+    client: Client | None = None,
 ) -> Client:
     """Return the client if it may act at *at*; raise ForbiddenError saying why not.
 
     A client may not act when it is unknown or suspended, when its organisation is
     suspended (or not registered), or -- for a token -- when the credential the token
-    was issued under has since been rotated away.
+    was issued under has since been rotated away. A caller that has just read the client
+    passes it as *client* (saves reading it again on every request).
     """
-    client = get_client(conn, client_id)
+    if client is None or client.client_id != client_id:
+        client = get_client(conn, client_id)
     if client is None:
         msg = f"client {client_id} is not registered"
         raise ForbiddenError(msg)

@@ -30,6 +30,7 @@ from consent.vocabulary import Vocabulary
 from ledger.entry import LedgerEntry, format_at, parse_at
 
 OPERATIONS = ("aggregate", "pseudonymised", "identifiable")  # least to most identifying
+TEXTS_LIMIT = 65_536  # distinct shared texts kept by TrustState.text before it starts again
 
 
 def covers(broader: str, narrower: str) -> bool:
@@ -139,27 +140,158 @@ class RequestState:
     expires_at: str | None = None  # decision time plus duration, set when decided
 
 
-@dataclass(slots=True)
-class ConsentState:
-    """One consent as the engine needs it."""
+class ConsentScope:
+    """What a consent allows, shared by every consent of the same scope (most consents repeat a few scopes).
 
-    id: str
-    subject: str
-    organisation: str
-    purposes: tuple[str, ...]
-    categories: tuple[str, ...]
-    recipients: tuple[str, ...] | None
-    operations: tuple[str, ...] | None
-    valid_from: str
-    valid_until: str | None
-    explicit: bool
-    seq: int
-    at: str
-    withdrawn_seq: int | None = None
-    withdrawn_at: str | None = None
-    withdrawn_by: str | None = None
-    superseded_seq: int | None = None
-    superseded_at: str | None = None
+    ``purpose_set`` and ``category_set`` hold the codes for cover tests: a code is covered when one
+    of its :func:`ancestors` (itself included) is in the set, which is what :func:`covers` decides.
+    """
+
+    __slots__ = (
+        "categories",
+        "category_set",
+        "explicit",
+        "operations",
+        "organisation",
+        "purpose_set",
+        "purposes",
+        "recipients",
+    )
+
+    def __init__(  # noqa: PLR0917 - the scope's fields, in order
+        self,
+        organisation: str,
+        purposes: tuple[str, ...],
+        categories: tuple[str, ...],
+        recipients: tuple[str, ...] | None,
+        operations: tuple[str, ...] | None,
+        explicit: bool,
+    ) -> None:
+        self.organisation = organisation
+        self.purposes = purposes
+        self.categories = categories
+        self.recipients = recipients
+        self.operations = operations
+        self.explicit = explicit
+        self.purpose_set = frozenset(purposes)
+        self.category_set = frozenset(categories)
+
+    def covers_purpose(self, purpose: str) -> bool:
+        """Whether some purpose of the scope covers *purpose*."""
+        return not self.purpose_set.isdisjoint(ancestors(purpose))
+
+    def covers_category(self, category: str) -> bool:
+        """Whether some category of the scope covers *category*."""
+        return not self.category_set.isdisjoint(ancestors(category))
+
+    def covers_scope(self, other: ConsentScope) -> bool:
+        """Whether this scope covers every purpose and every category of *other* (a newer consent supersedes)."""
+        return all(self.covers_purpose(p) for p in other.purposes) and all(
+            self.covers_category(c) for c in other.categories
+        )
+
+
+class ConsentState:
+    """One consent as the engine needs it, kept small: an index may hold millions.
+
+    Scope fields live in a shared :class:`ConsentScope`; the subject's consents are chained
+    newest first through ``previous`` (``TrustState.latest_consent`` holds the newest); an
+    ending is a ``(seq, at, by)`` withdrawal or the newer consent that superseded this one.
+    ``valid_from`` is the same string object as ``at`` when the consent starts when recorded.
+    """
+
+    __slots__ = (
+        "at",
+        "id",
+        "previous",
+        "scope",
+        "seq",
+        "subject",
+        "superseded_by",
+        "valid_from",
+        "valid_until",
+        "withdrawal",
+    )
+
+    def __init__(  # noqa: PLR0917 - called once per consent while folding: positional is quicker
+        self,
+        id: str,  # noqa: A002 - the consent id, as the ledger names it
+        subject: str,
+        scope: ConsentScope,
+        seq: int,
+        at: str,
+        valid_from: str,
+        valid_until: str | None,
+        previous: ConsentState | None = None,
+    ) -> None:
+        self.id = id
+        self.subject = subject
+        self.scope = scope
+        self.seq = seq
+        self.at = at
+        self.valid_from = valid_from
+        self.valid_until = valid_until
+        self.withdrawal: tuple[int, str, str] | None = None  # (seq, at, by)
+        self.superseded_by: ConsentState | None = None
+        self.previous = previous
+
+    def __repr__(self) -> str:
+        return f"ConsentState({self.id!r}, subject={self.subject!r}, seq={self.seq})"
+
+    @property
+    def organisation(self) -> str:
+        """The collecting organisation."""
+        return self.scope.organisation
+
+    @property
+    def purposes(self) -> tuple[str, ...]:
+        """Purpose codes, as given."""
+        return self.scope.purposes
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """Data category codes, as given."""
+        return self.scope.categories
+
+    @property
+    def recipients(self) -> tuple[str, ...] | None:
+        """Named recipients (None: any the trust approves)."""
+        return self.scope.recipients
+
+    @property
+    def operations(self) -> tuple[str, ...] | None:
+        """Allowed operations (None: every operation)."""
+        return self.scope.operations
+
+    @property
+    def explicit(self) -> bool:
+        """Whether consent was given explicitly."""
+        return self.scope.explicit
+
+    @property
+    def withdrawn_seq(self) -> int | None:
+        """The seq of the withdrawal, if withdrawn."""
+        return None if self.withdrawal is None else self.withdrawal[0]
+
+    @property
+    def withdrawn_at(self) -> str | None:
+        """When it was withdrawn, if it was."""
+        return None if self.withdrawal is None else self.withdrawal[1]
+
+    @property
+    def withdrawn_by(self) -> str | None:
+        """Who withdrew it (subject, organisation or trust), if anyone did."""
+        return None if self.withdrawal is None else self.withdrawal[2]
+
+    @property
+    def superseded_seq(self) -> int | None:
+        """The seq of the newer consent that replaced this one, if any."""
+        return None if self.superseded_by is None else self.superseded_by.seq
+
+    @property
+    def superseded_at(self) -> str | None:
+        """When the newer consent that replaced this one was recorded, if any."""
+        return None if self.superseded_by is None else self.superseded_by.at
 
 
 @dataclass(slots=True)
@@ -218,8 +350,9 @@ class TrustState:
     ethics_by_request: dict[str, list[EthicsState]] = field(default_factory=lambda: defaultdict(list))
     ethics_by_project: dict[str, list[EthicsState]] = field(default_factory=lambda: defaultdict(list))
     requests: dict[str, RequestState] = field(default_factory=dict)
-    consents: dict[str, ConsentState] = field(default_factory=dict)
-    consents_by_subject: dict[str, list[ConsentState]] = field(default_factory=lambda: defaultdict(list))
+    # subject -> their newest consent (older ones chained through ``previous``); no index by consent id: a
+    # withdrawal names the subject, and a dictionary of a million ids would cost ~40 MB (see ``consents``)
+    latest_consent: dict[str, ConsentState] = field(default_factory=dict)
     erased: dict[str, tuple[int, str]] = field(default_factory=dict)
     configs: list[ConfigState] = field(default_factory=list)
     special_categories: frozenset[str] = field(default_factory=default_special_categories)
@@ -229,6 +362,9 @@ class TrustState:
     generation: int = field(default=0, init=False, compare=False)
     rule_cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _boundaries: tuple[int, tuple[str, ...]] = field(default=(-1, ()), init=False, repr=False, compare=False)
+    _window: tuple[int, int, str, str | None] = field(default=(-1, 0, "", None), init=False, repr=False, compare=False)
+    _scopes: dict[tuple[Any, ...], ConsentScope] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _texts: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- folding -------------------------------------------------------------------------
 
@@ -263,11 +399,17 @@ class TrustState:
         recorded in this state; two moments with the same window (and the same date, which
         dated obligations are counted from) therefore get the same answers from those rules.
         """
+        generation, window, low, high = self._window  # the last answer and the instants around it
+        if generation == self.generation and low <= at and (high is None or at < high):
+            return window
         generation, instants = self._boundaries
         if generation != self.generation:
             instants = tuple(sorted({instant for instant in self._instants() if instant is not None}))
             self._boundaries = (self.generation, instants)
-        return bisect.bisect_right(instants, at)
+        window = bisect.bisect_right(instants, at)
+        low = instants[window - 1] if window else ""
+        self._window = (self.generation, window, low, instants[window] if window < len(instants) else None)
+        return window
 
     def _instants(self) -> Iterable[str | None]:
         for org in self.orgs.values():
@@ -281,6 +423,62 @@ class TrustState:
             for decision in decisions:
                 yield from (decision.at, decision.expires_at)
         yield from (config.at for config in self.configs)
+
+    @property
+    def consents(self) -> dict[str, ConsentState]:
+        """Every consent by id (built on each call, for tools and seeds: the engine never needs it)."""
+        found: dict[str, ConsentState] = {}
+        for subject in self.latest_consent:
+            for consent in self.consents_of(subject):
+                found[consent.id] = consent
+        return found
+
+    def find_consent(self, consent: str, subject: str | None) -> ConsentState | None:
+        """The consent with id *consent*, looked up among *subject*'s (every subject's when not given)."""
+        if subject is None:
+            return self.consents.get(consent)
+        found = self.latest_consent.get(subject)
+        while found is not None and found.id != consent:
+            found = found.previous
+        return found
+
+    def consents_of(self, subject: str) -> list[ConsentState]:
+        """The consents *subject* gave, oldest first."""
+        found: list[ConsentState] = []
+        consent = self.latest_consent.get(subject)
+        while consent is not None:
+            found.append(consent)
+            consent = consent.previous
+        found.reverse()
+        return found
+
+    def scope(  # noqa: PLR0917 - the fields of ConsentScope, in order
+        self,
+        organisation: str,
+        purposes: tuple[str, ...],
+        categories: tuple[str, ...],
+        recipients: tuple[str, ...] | None,
+        operations: tuple[str, ...] | None,
+        explicit: bool,
+    ) -> ConsentScope:
+        """The shared scope object for these values."""
+        key = (organisation, purposes, categories, recipients, operations, explicit)
+        found = self._scopes.get(key)
+        if found is None:
+            found = self._scopes[key] = ConsentScope(
+                organisation, purposes, categories, recipients, operations, explicit
+            )
+        return found
+
+    def text(self, value: str) -> str:
+        """One shared object for a repeated text (timestamps such as a common ``valid_from``)."""
+        texts = self._texts
+        found = texts.get(value)
+        if found is None:
+            if len(texts) >= TEXTS_LIMIT:  # mostly distinct values: start again (texts kept so far stay shared)
+                texts.clear()
+            found = texts[value] = value
+        return found
 
     def is_special(self, category: str) -> bool:
         """Whether *category* (or a broader code above it) is a special category."""
@@ -398,43 +596,42 @@ def _request_revoked(state: TrustState, e: LedgerEntry) -> None:
         request.revoked_seq, request.revoked_at = e.seq, e.at
 
 
-def _scope_covers(new: ConsentState, old: ConsentState) -> bool:
-    purposes = all(any(covers(n, o) for n in new.purposes) for o in old.purposes)
-    categories = all(any(covers(n, o) for n in new.categories) for o in old.categories)
-    return purposes and categories
-
-
 def _consent_granted(state: TrustState, e: LedgerEntry) -> None:
     p = e.payload
     recipients = p.get("recipients")
     operations = p.get("operations")
-    consent = ConsentState(
-        id=p["consent"],
-        subject=sys.intern(p["subject"]),
-        organisation=sys.intern(p.get("organisation", "")),
-        purposes=_tuple(p.get("purposes")),
-        categories=_tuple(p.get("categories")),
-        recipients=None if recipients is None else _tuple(recipients),
-        operations=None if operations is None else _tuple(operations),
-        valid_from=p.get("valid_from") or e.at,
-        valid_until=p.get("valid_until"),
-        explicit=bool(p.get("explicit", False)),
-        seq=e.seq,
-        at=e.at,
+    scope = state.scope(
+        sys.intern(p.get("organisation", "")),
+        _tuple(p.get("purposes")),
+        _tuple(p.get("categories")),
+        None if recipients is None else _tuple(recipients),
+        None if operations is None else _tuple(operations),
+        bool(p.get("explicit", False)),
     )
-    existing = state.consents_by_subject[consent.subject]
-    for old in existing:
-        if old.superseded_seq is None and old.withdrawn_seq is None and _scope_covers(consent, old):
-            old.superseded_seq, old.superseded_at = e.seq, e.at
-    existing.append(consent)
-    state.consents[consent.id] = consent
+    at = e.at
+    valid_from = p.get("valid_from") or at
+    valid_from = at if valid_from == at else state.text(valid_from)
+    valid_until = p.get("valid_until")
+    if valid_until is not None:
+        valid_until = state.text(valid_until)
+    subject = p["subject"]
+    previous = state.latest_consent.get(subject)
+    if previous is not None:
+        subject = previous.subject  # one string object per subject
+    consent = ConsentState(p["consent"], subject, scope, e.seq, at, valid_from, valid_until, previous)
+    old = previous
+    while old is not None:
+        if old.superseded_by is None and old.withdrawal is None and scope.covers_scope(old.scope):
+            old.superseded_by = consent
+        old = old.previous
+    state.latest_consent[subject] = consent
 
 
 def _consent_withdrawn(state: TrustState, e: LedgerEntry) -> None:
-    consent = state.consents.get(e.payload["consent"])
-    if consent is not None and consent.withdrawn_seq is None:
-        consent.withdrawn_seq, consent.withdrawn_at = e.seq, e.at
-        consent.withdrawn_by = str(e.payload.get("by", "subject"))
+    p = e.payload
+    consent = state.find_consent(p["consent"], p.get("subject"))
+    if consent is not None and consent.withdrawal is None:
+        consent.withdrawal = (e.seq, e.at, sys.intern(str(p.get("by", "subject"))))
 
 
 def _subject_erased(state: TrustState, e: LedgerEntry) -> None:

@@ -82,10 +82,15 @@ def create_token_key(data_dir: Path) -> None:
 
 def auth_keys(data_dir: Path) -> AuthKeys:
     """The trust's token key (created on first use for data directories made before it existed)."""
-    path = (data_dir / TOKEN_KEY_FILE).resolve()
+    given = data_dir / TOKEN_KEY_FILE
+    cached = _keys.get(given)  # every request asks: skip resolve()'s system calls once known
+    if cached is not None:
+        return cached
+    path = given.resolve()
     with _lock:
         cached = _keys.get(path)
         if cached is not None:
+            _keys[given] = cached
             return cached
         if not path.exists():
             create_token_key(data_dir)
@@ -98,6 +103,7 @@ def auth_keys(data_dir: Path) -> AuthKeys:
         cookie_secret = hashlib.blake2b(b"session and CSRF cookies", key=seed, person=b"datatrust-cookie").digest()
         keys = AuthKeys(signing, OKPKey.import_key(public), kid, {"keys": [public]}, cookie_secret)
         _keys[path] = keys
+        _keys[given] = keys
         return keys
 
 
@@ -136,7 +142,7 @@ def _bool(value: object) -> bool | None:
 
 def auth_settings(data_dir: Path, *, origin: str) -> AuthSettings:
     """Read ``[auth]`` and ``[oidc]`` from the trust's config, with environment overrides."""
-    config_path = (data_dir / "datatrust.toml").resolve()
+    config_path = data_dir / "datatrust.toml"
     env = tuple(os.environ.get(name) for name in _ENV)
     mtime = config_path.stat().st_mtime_ns if config_path.exists() else 0
     cache_key = (config_path, mtime, env)

@@ -16,13 +16,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from fastapi import Request
 from itsdangerous import BadSignature, TimestampSigner
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
 from api.auth.keys import auth_keys
+from api.auth.standing import StandingCache
 from api.auth.store import get_session
 from api.auth.tokens import decode_access_token
 from api.deps import get_now
@@ -33,6 +34,7 @@ from ledger.errors import ForbiddenError
 from trust.identity import check_client_standing, get_client, get_person, organisation_is_active, roles_of
 
 SESSION_COOKIE = "dt_session"
+StandingKey = tuple[str, int | None, str | None]  # client or principal id, credential version, organisation
 SESSION_MAX_AGE_SECONDS = 8 * 3600
 SESSION_SALT = "datatrust.session"
 
@@ -42,6 +44,39 @@ def session_signer(instance: Instance) -> TimestampSigner:
     return TimestampSigner(auth_keys(instance.data_dir).cookie_secret, salt=SESSION_SALT)
 
 
+async def current_principal(request: Request) -> Principal:
+    """Dependency form of :func:`get_principal`.
+
+    A bearer token whose standing was confirmed a moment ago needs no database: it is
+    verified here on the event loop. Anything else may read the database, so it runs in
+    the thread pool.
+    """
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    token = _bearer_token(request)
+    standing: StandingCache | None = getattr(request.app.state, "standing", None)
+    if token is not None and standing is not None:
+        principal, key = _token_principal(request.app.state.instance, token, now=get_now())
+        if standing.is_good(key):
+            request.state.principal = principal
+            request.state.principal_source = "bearer"
+            return principal
+    return await run_in_threadpool(get_principal, request)
+
+
+def _bearer_token(request: Request) -> str | None:
+    """The bearer token presented, None without an Authorization header; 401 for any other scheme."""
+    authorization = request.headers.get("authorization")
+    if authorization is None:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        msg = "the API accepts only 'Authorization: Bearer <access token>'"
+        raise UnauthorisedError(msg)
+    return value.strip()
+
+
 def get_principal(request: Request) -> Principal:
     """The principal making *request*; the public when no credentials are presented."""
     cached = getattr(request.state, "principal", None)
@@ -49,13 +84,10 @@ def get_principal(request: Request) -> Principal:
         return cached
     instance: Instance = request.app.state.instance
     now = get_now()
-    authorization = request.headers.get("authorization")
-    if authorization is not None:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            msg = "the API accepts only 'Authorization: Bearer <access token>'"
-            raise UnauthorisedError(msg)
-        principal = principal_from_token(instance, value.strip(), now=now)
+    token = _bearer_token(request)
+    if token is not None:
+        standing = getattr(request.app.state, "standing", None)
+        principal = principal_from_token(instance, token, now=now, standing=standing)
         source = "bearer"
     else:
         from_cookie = principal_from_cookie(instance, request.cookies.get(SESSION_COOKIE), now=now)
@@ -70,8 +102,31 @@ def principal_source(request: Request) -> str:
     return str(getattr(request.state, "principal_source", "public"))
 
 
-def principal_from_token(instance: Instance, token: str, *, now: datetime) -> Principal:
-    """Verify a bearer token and return its principal (raises UnauthorisedError)."""
+def principal_from_token(
+    instance: Instance, token: str, *, now: datetime, standing: StandingCache | None = None
+) -> Principal:
+    """Verify a bearer token and return its principal (raises UnauthorisedError).
+
+    With *standing*, a client and organisation found in good standing a moment ago are not
+    read again (see ``api.auth.standing`` for how soon a suspension binds).
+    """
+    principal, key = _token_principal(instance, token, now=now)
+    if standing is not None and standing.is_good(key):
+        return principal
+    generation = standing.generation() if standing is not None else 0
+    with instance.db.engine.connect() as conn:
+        try:
+            _check_standing(conn, principal, credential_version=key[1], now=now)
+        except ForbiddenError as exc:
+            msg = f"the access token is no longer valid: {exc.detail}"
+            raise UnauthorisedError(msg) from None
+    if standing is not None:
+        standing.remember(key, generation)
+    return principal
+
+
+def _token_principal(instance: Instance, token: str, *, now: datetime) -> tuple[Principal, StandingKey]:
+    """Verify *token* (no database) and return its principal and what its standing depends on."""
     claims = decode_access_token(instance, token, now=now)
     try:
         roles = frozenset(Role(r) for r in claims.get("roles", []))
@@ -86,19 +141,15 @@ def principal_from_token(instance: Instance, token: str, *, now: datetime) -> Pr
         subject=claims.get("subject"),
         scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
     )
-    with instance.db.engine.connect() as conn:
-        try:
-            _check_standing(conn, principal, claims, now=now)
-        except ForbiddenError as exc:
-            msg = f"the access token is no longer valid: {exc.detail}"
-            raise UnauthorisedError(msg) from None
-    return principal
+    version = claims.get("cv")
+    return principal, (principal.id, version if isinstance(version, int) else None, principal.organisation)
 
 
-def _check_standing(conn: Connection, principal: Principal, claims: dict[str, Any], *, now: datetime) -> None:
+def _check_standing(conn: Connection, principal: Principal, *, credential_version: int | None, now: datetime) -> None:
     """A registered client must be in good standing; any partner's organisation must be active."""
-    if principal.id.startswith("client_") and get_client(conn, principal.id) is not None:
-        check_client_standing(conn, principal.id, at=now, credential_version=claims.get("cv"))
+    client = get_client(conn, principal.id) if principal.id.startswith("client_") else None
+    if client is not None:
+        check_client_standing(conn, principal.id, at=now, credential_version=credential_version, client=client)
     elif principal.organisation is not None and not organisation_is_active(conn, principal.organisation, now):
         msg = f"organisation {principal.organisation} is suspended or not registered"
         raise ForbiddenError(msg)

@@ -35,7 +35,7 @@ from api.auth import store
 from api.auth.keys import auth_keys, auth_settings
 from api.auth.principal import SESSION_COOKIE, SESSION_MAX_AGE_SECONDS, session_signer
 from api.instance import Instance
-from ledger.errors import ForbiddenError
+from ledger.errors import DomainError, ForbiddenError
 
 CSRF_COOKIE = "dt_csrf"
 CSRF_FIELD = "csrf_token"
@@ -115,9 +115,19 @@ def _serializer(instance: Instance) -> URLSafeSerializer:
     return URLSafeSerializer(auth_keys(instance.data_dir).cookie_secret, salt=CSRF_SALT)
 
 
+class CsrfNotApplicableError(DomainError):
+    """A CSRF token (or a page carrying one) was asked for with an Authorization header (HTTP 400)."""
+
+    slug = "csrf-not-applicable"
+    title = "No CSRF token for requests with credentials in a header"
+
+
 def csrf_token(request: Request) -> str:
     """The CSRF token to put in a form (``<input type=hidden name=csrf_token>``) or header."""
     nonce = request.scope.get("state", {}).get("csrf_nonce") or request.cookies.get(CSRF_COOKIE)
+    if not nonce and "authorization" in request.headers:
+        msg = "a request with an Authorization header needs no CSRF token, so none is issued for it"
+        raise CsrfNotApplicableError(msg)
     if not nonce:
         msg = "no CSRF nonce: is AuthMiddleware installed?"
         raise RuntimeError(msg)

@@ -10,6 +10,7 @@ from api.auth.keys import auth_keys, auth_settings
 from api.auth.oidc import FLOW_COOKIE
 from api.auth.service import SignInThrottledError
 from api.auth.sessions import AuthMiddleware
+from api.auth.standing import StandingCache
 from api.instance import Instance
 from api.problems import problem
 
@@ -29,6 +30,7 @@ def install(app: FastAPI) -> None:
         https_only=auth_settings(instance.data_dir, origin=instance.origin).secure_cookies is True,
     )
     app.add_middleware(AuthMiddleware)
+    app.state.standing = StandingCache.following(instance.ledger)  # bearer standing, not re-read per request
 
     @app.exception_handler(SignInThrottledError)
     async def _throttled(request: Request, exc: SignInThrottledError) -> JSONResponse:

@@ -38,7 +38,7 @@ class TermsIn(BaseModel):
     categories: list[Code] = Field(min_length=1, max_length=100)
     operations: list[Literal["aggregate", "pseudonymised", "identifiable"]] = Field(min_length=1, max_length=3)
     retention_days: int = Field(ge=1, le=3650)
-    geography: list[str] = Field(min_length=1, max_length=50, examples=[["GB"]])
+    geography: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=50, examples=[["GB"]])
     valid_from: date | datetime
     valid_until: date | datetime
 
@@ -62,7 +62,7 @@ class SignIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int | None = Field(default=None, ge=1, description="Defaults to the latest version.")
+    version: int | None = Field(default=None, ge=1, le=1_000_000, description="Defaults to the latest version.")
     terms_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
@@ -31,6 +32,9 @@ router = APIRouter(tags=["auth"])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "auth" / "templates")
 
 CsrfChecked = Depends(verify_csrf)
+ClientPath = Annotated[str, PathParam(max_length=64, description="The client id (client_…).")]
+PersonPath = Annotated[str, PathParam(max_length=64, description="The person id (person_…).")]
+LinkToken = Annotated[str, PathParam(max_length=128, description="The token of a one-time sign-in link.")]
 
 
 def _server(request: Request) -> TrustAuthorizationServer:
@@ -51,7 +55,55 @@ def _safe_next(target: str | None) -> str:
 # -- OAuth 2.0 for partner systems ------------------------------------------------------------
 
 
-@router.post(TOKEN_PATH, summary="OAuth 2.0 token endpoint (client credentials)", include_in_schema=True)
+class TokenOut(BaseModel):
+    """An access token (RFC 6749 §5.1)."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str | None = None
+
+
+class OAuthErrorOut(BaseModel):
+    """An OAuth error (RFC 6749 §5.2): the token endpoint speaks OAuth's own JSON, not problem+json."""
+
+    error: str
+    error_description: str | None = None
+
+
+TOKEN_REQUEST: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "required": ["grant_type"],
+                "properties": {
+                    "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                    "scope": {"type": "string", "maxLength": 200, "description": "Fewer scopes than the client's."},
+                    "client_id": {"type": "string", "maxLength": 64},
+                    "client_assertion_type": {
+                        "type": "string",
+                        "enum": ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"],
+                    },
+                    "client_assertion": {"type": "string", "maxLength": 4096, "description": "For private_key_jwt."},
+                },
+            }
+        }
+    },
+}
+
+
+@router.post(
+    TOKEN_PATH,
+    summary="OAuth 2.0 token endpoint (client credentials)",
+    response_model=TokenOut,
+    responses={
+        400: {"model": OAuthErrorOut, "description": "Not a valid token request (RFC 6749 §5.2)"},
+        401: {"model": OAuthErrorOut, "description": "The client did not authenticate (invalid_client)"},
+    },
+    openapi_extra={"requestBody": TOKEN_REQUEST},
+)
 async def token(request: Request) -> Response:
     """Issue an access token to a partner client (RFC 6749 §4.4; client_secret_basic or private_key_jwt)."""
     return await _server(request).token_response(request)
@@ -77,6 +129,19 @@ class SignInJson(BaseModel):
 
     username: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=1, max_length=1000)
+
+
+def json_body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
+    """``openapi_extra`` documenting a JSON request body that a route reads itself (it also takes a form)."""
+    return {
+        "requestBody": {"required": required, "content": {"application/json": {"schema": model.model_json_schema()}}}
+    }
+
+
+class SignedInPersonOut(BaseModel):
+    """A person signed in with a password (the session cookie is set)."""
+
+    person: str
 
 
 class WhoAmI(BaseModel):
@@ -117,13 +182,20 @@ def _page(request: Request, *, page: str, title: str, status: int = 200, **conte
 def sign_in_page(
     request: Request,
     _: Annotated[Principal, Depends(require("session.create"))],
-    next_: Annotated[str, Query(alias="next")] = "/",
+    next_: Annotated[str, Query(alias="next", max_length=2000)] = "/",
 ) -> HTMLResponse:
     """The sign-in form (local account, or the organisation's identity provider)."""
     return _page(request, page="sign_in", title="Sign in", next=_safe_next(next_))
 
 
-@router.post("/auth/sign-in", summary="Sign in with a username and password (form or JSON)", dependencies=[CsrfChecked])
+@router.post(
+    "/auth/sign-in",
+    summary="Sign in with a username and password (form or JSON)",
+    dependencies=[CsrfChecked],
+    response_model=SignedInPersonOut,
+    responses={303: {"description": "A form sign-in: on to the page it came from"}},
+    openapi_extra=json_body(SignInJson),
+)
 async def sign_in(
     request: Request, instance: InstanceDep, now: ClockDep, _: Annotated[Principal, Depends(require("session.create"))]
 ) -> Response:
@@ -158,7 +230,13 @@ async def sign_in(
     return response
 
 
-@router.post("/auth/sign-out", summary="Sign out", dependencies=[CsrfChecked])
+@router.post(
+    "/auth/sign-out",
+    summary="Sign out",
+    dependencies=[CsrfChecked],
+    status_code=204,
+    responses={303: {"description": "Without Accept: application/json, on to the home page"}},
+)
 def sign_out(
     request: Request, instance: InstanceDep, _: Annotated[Principal, Depends(require("session.create"))]
 ) -> Response:
@@ -202,10 +280,17 @@ def change_password(
     return Response(status_code=204)
 
 
-@router.get("/auth/link/{token}", response_class=HTMLResponse, summary="One-time sign-in link")
+@router.get(
+    "/auth/link/{token}",
+    response_class=HTMLResponse,
+    summary="One-time sign-in link",
+    responses={
+        403: {"content": {"text/html": {}}, "description": "A page: the link was used, expired or never existed"}
+    },
+)
 def link_page(
     request: Request,
-    token: str,
+    token: LinkToken,
     instance: InstanceDep,
     now: ClockDep,
     _: Annotated[Principal, Depends(require("session.create"))],
@@ -220,7 +305,7 @@ def link_page(
 
 @router.post("/auth/link/{token}", summary="Use a one-time sign-in link", dependencies=[CsrfChecked])
 def use_link(
-    token: str, instance: InstanceDep, now: ClockDep, _: Annotated[Principal, Depends(require("session.create"))]
+    token: LinkToken, instance: InstanceDep, now: ClockDep, _: Annotated[Principal, Depends(require("session.create"))]
 ) -> Response:
     """Use the link up and start a session."""
     person_id = service.use_sign_in_link(instance, token, now=now)
@@ -255,11 +340,17 @@ async def oidc_callback(
 class ClientIn(BaseModel):
     """A partner client to register."""
 
-    organisation: str = Field(description="the partner organisation (org_…)")
+    organisation: str = Field(max_length=64, description="the partner organisation (org_…)")
     name: str = Field(min_length=1, max_length=200, description="what the client is, e.g. 'case management system'")
-    scopes: list[str] = Field(description="any of check, consents:write, requests:write, agreements:sign")
-    auth_method: str = Field(default="client_secret_basic", description="client_secret_basic or private_key_jwt")
-    public_jwk: dict[str, Any] | None = Field(default=None, description="Ed25519 or EC public JWK (private_key_jwt)")
+    scopes: list[Annotated[str, Field(max_length=64)]] = Field(
+        max_length=10, description="any of check, consents:write, requests:write, agreements:sign"
+    )
+    auth_method: str = Field(
+        default="client_secret_basic", max_length=32, description="client_secret_basic or private_key_jwt"
+    )
+    public_jwk: dict[str, Any] | None = Field(
+        default=None, max_length=16, description="Ed25519 or EC public JWK (private_key_jwt)"
+    )
 
 
 class ClientOut(BaseModel):
@@ -287,7 +378,7 @@ class ClientCredentialsOut(BaseModel):
 class RotateIn(BaseModel):
     """For private_key_jwt clients: the new public key."""
 
-    public_jwk: dict[str, Any] | None = None
+    public_jwk: dict[str, Any] | None = Field(default=None, max_length=16)
 
 
 class SuspendIn(BaseModel):
@@ -299,9 +390,9 @@ class SuspendIn(BaseModel):
 class PersonIn(BaseModel):
     """An account to create."""
 
-    username: str
+    username: str = Field(max_length=64)
     display_name: str = Field(min_length=1, max_length=200)
-    email: str | None = None
+    email: str | None = Field(default=None, max_length=320)
     password: str | None = Field(default=None, min_length=identity.MIN_PASSWORD_LENGTH, max_length=1000)
     is_admin: bool = False
 
@@ -341,7 +432,7 @@ def _client_out(client: identity.Client) -> ClientOut:
 def list_clients(
     instance: InstanceDep,
     _: Annotated[Principal, Depends(require("clients.manage"))],
-    organisation: str | None = None,
+    organisation: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[ClientOut]:
     """Every registered partner client, oldest first."""
     return [_client_out(c) for c in service.list_partner_clients(instance, organisation=organisation)]
@@ -376,7 +467,7 @@ def create_client(
 
 @router.get("/v1/admin/clients/{client_id}", response_model=ClientOut, summary="One partner client")
 def get_client(
-    client_id: str, instance: InstanceDep, _: Annotated[Principal, Depends(require("clients.manage"))]
+    client_id: ClientPath, instance: InstanceDep, _: Annotated[Principal, Depends(require("clients.manage"))]
 ) -> ClientOut:
     """A registered client."""
     return _client_out(service.get_partner_client(instance, client_id))
@@ -389,7 +480,7 @@ def get_client(
     dependencies=[CsrfChecked],
 )
 def rotate_client(
-    client_id: str,
+    client_id: ClientPath,
     body: RotateIn,
     instance: InstanceDep,
     now: ClockDep,
@@ -409,7 +500,7 @@ def rotate_client(
     dependencies=[CsrfChecked],
 )
 def suspend_client(
-    client_id: str,
+    client_id: ClientPath,
     body: SuspendIn,
     instance: InstanceDep,
     now: ClockDep,
@@ -457,7 +548,10 @@ def create_person(
     dependencies=[CsrfChecked],
 )
 def create_sign_in_link(
-    person_id: str, instance: InstanceDep, now: ClockDep, _: Annotated[Principal, Depends(require("people.manage"))]
+    person_id: PersonPath,
+    instance: InstanceDep,
+    now: ClockDep,
+    _: Annotated[Principal, Depends(require("people.manage"))],
 ) -> LinkOut:
     """Hand the path to the person over a channel you trust; it works once, for a day."""
     return LinkOut(path=f"/auth/link/{service.issue_sign_in_link(instance, person_id=person_id, now=now)}")

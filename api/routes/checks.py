@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.authz import require
 from api.deps import ClockDep, InstanceDep
+from api.metrics import MetricsDep
 from api.problems import PayloadTooLargeError
 from consent.principals import Principal, Role
 from ledger.errors import NotFoundError, ValidationError
@@ -20,6 +21,8 @@ router = APIRouter(prefix="/v1/checks", tags=["checks"])
 
 Code = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")]
 SubjectRef = Annotated[str, Field(min_length=5, max_length=64, pattern=r"^sub_[A-Za-z0-9_-]+$")]
+EARLIEST_AT = datetime(1970, 1, 1, tzinfo=UTC)
+DecisionPath = Annotated[int, Path(ge=0, le=2**62, description="The decision id (its ledger sequence number).")]
 
 
 class CheckIn(BaseModel):
@@ -97,7 +100,7 @@ class ReplayOut(BaseModel):
     replayed: dict[str, Any]
 
 
-def _service(instance: InstanceDep) -> CheckService:
+async def _service(instance: InstanceDep) -> CheckService:
     if instance.checks is None:  # pragma: no cover - Instance.open always starts it
         msg = "the check service is not running"
         raise NotFoundError(msg)
@@ -136,6 +139,7 @@ def create_check(
     service: ServiceDep,
     now: ClockDep,
     principal: Annotated[Principal, Depends(require("checks.create"))],
+    metrics: MetricsDep,
     dry_run: Annotated[bool, Query(description="Evaluate without recording.")] = False,
     at: Annotated[datetime | None, Query(description="With dry_run: evaluate as of this past instant.")] = None,
 ) -> dict[str, Any]:
@@ -145,6 +149,7 @@ def create_check(
         raise ValidationError(msg, field="at")
     _check_at(at, now)
     result = service.decide(_action(body, principal), actor=principal.actor, now=now, dry_run=dry_run, at=at)
+    metrics.check_decided(result.decision.decision)
     return result.to_json()
 
 
@@ -156,6 +161,9 @@ def _check_at(at: datetime | None, now: datetime) -> None:
         raise ValidationError(msg, field="at")
     if at > now:
         msg = "at= must not be in the future: a dry run looks at the trust as it was, not as it may be"
+        raise ValidationError(msg, field="at")
+    if at < EARLIEST_AT:
+        msg = "at= must not be before 1970-01-01: no trust's ledger reaches back further"
         raise ValidationError(msg, field="at")
 
 
@@ -193,7 +201,7 @@ def _readable(principal: Principal, entry_payload: dict[str, Any], decision_id: 
 
 @router.get("/{decision_id}", response_model=RecordedCheckOut, summary="A recorded decision")
 def get_check(
-    decision_id: int,
+    decision_id: DecisionPath,
     instance: InstanceDep,
     principal: Annotated[Principal, Depends(require("checks.read"))],
 ) -> dict[str, Any]:
@@ -207,7 +215,7 @@ def get_check(
 
 @router.get("/{decision_id}/replay", response_model=ReplayOut, summary="Re-evaluate a recorded decision")
 def get_replay(
-    decision_id: int,
+    decision_id: DecisionPath,
     instance: InstanceDep,
     principal: Annotated[Principal, Depends(require("checks.read"))],
 ) -> dict[str, Any]:

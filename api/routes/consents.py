@@ -25,6 +25,18 @@ router = APIRouter(prefix="/v1", tags=["consents"])
 Csrf = Annotated[None, Depends(verify_csrf)]  # after the principal: the public gets 401 before any CSRF check
 ConsentPath = Annotated[str, Path(pattern=r"^con_[A-Za-z0-9._-]{1,64}$", description="The consent id (con_…).")]
 Partner = Annotated[Principal, Depends(require("consents.write"))]
+CONSENT_EXAMPLES = {
+    "new person": {
+        "summary": "A referral consent from someone new to the trust",
+        "value": {
+            "person": {"name": "Tom Price", "contact": "07700 900123"},
+            "purposes": ["service_delivery.referral"],
+            "categories": ["contact", "housing"],
+            "wording_version": "food-bank-2026-03",
+            "wording_text": "We would like to refer you to Northside Housing. Do you agree?",
+        },
+    }
+}
 
 
 def _organisation(principal: Principal) -> str:
@@ -43,7 +55,7 @@ def _organisation(principal: Principal) -> str:
 )
 async def record_consent(
     request: Request,
-    body: ConsentIn,
+    body: Annotated[ConsentIn, Body(openapi_examples=CONSENT_EXAMPLES)],
     instance: InstanceDep,
     now: ClockDep,
     principal: Partner,

@@ -25,7 +25,11 @@ class ObligationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(min_length=1, max_length=32)
-    value: int | str | list[str]
+    value: (
+        Annotated[int, Field(ge=-(2**53) + 1, le=2**53 - 1)]  # what canonical JSON (RFC 8785) can hash
+        | Annotated[str, Field(max_length=200)]
+        | Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=50)]
+    )
 
 
 class DecisionIn(BaseModel):

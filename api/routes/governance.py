@@ -88,7 +88,7 @@ class ConfigIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    governance: dict[str, Any]
+    governance: dict[str, Any] = Field(max_length=32, description="The tables, by name.")
 
 
 @router.get(

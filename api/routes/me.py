@@ -28,6 +28,7 @@ from api.authz import require
 from api.deps import ClockDep, InstanceDep
 from api.instance import Instance
 from api.pages import organisation_names, render, wants_html
+from api.routes.auth import json_body
 from api.routes.governance import read
 from consent import actions
 from consent.principals import Principal, Role
@@ -75,7 +76,10 @@ def _safe_next(target: str | None) -> str:
 
 def redeem_throttled(instance: Instance, code: str, *, address: str, now: datetime) -> str:
     """Redeem an access code, refusing unchecked once the address has failed too often."""
-    key = "address:" + address  # the identity machinery's per-address key, shared with password sign-ins
+    # Its own counter per address: sharing the password sign-in's "address:" key let mistyped receipt codes
+    # lock trustees at the same address out of password sign-in (and the reverse). A success clears nothing:
+    # a code can be used again, so clearing would let one valid code reset the limit between guesses.
+    key = "access-code-address:" + address
     with instance.db.engine.connect() as conn:
         failures = store.recent_failures(conn, key, now=now, window=auth_service.WINDOW)
     if failures >= auth_service.ADDRESS_LIMIT:
@@ -94,6 +98,8 @@ def redeem_throttled(instance: Instance, code: str, *, address: str, now: dateti
     response_model=SignedInOut,
     summary="Sign in with the access code on a consent receipt (JSON or form)",
     dependencies=[CsrfChecked],
+    responses={303: {"description": "A form sign-in: on to the individual's pages"}},
+    openapi_extra=json_body(SignInIn),
 )
 async def sign_in(
     request: Request, instance: InstanceDep, now: ClockDep, _: Annotated[Principal, Depends(require("session.create"))]
@@ -187,6 +193,8 @@ def my_receipt(
     "/consents/{consent_id}/withdraw",
     response_model=WithdrawOut,
     summary="Withdraw one of my consents",
+    responses={303: {"description": "A form post: back to the page it came from"}},
+    openapi_extra=json_body(WithdrawIn, required=False),
 )
 async def withdraw(
     request: Request, consent_id: ConsentPath, instance: InstanceDep, now: ClockDep, principal: Writer, _csrf: Csrf
@@ -198,7 +206,11 @@ async def withdraw(
         reason, target = str(data.get("reason") or "")[:500], _safe_next(str(data.get("next") or ""))
     else:
         raw = await request.body()
-        reason, target = (WithdrawIn.model_validate_json(raw) if raw.strip() else WithdrawIn()).reason, ""
+        try:
+            reason, target = (WithdrawIn.model_validate_json(raw) if raw.strip() else WithdrawIn()).reason, ""
+        except PydanticValidationError:
+            msg = 'send nothing, or a JSON object such as {"reason": "…"} (at most 500 characters)'
+            raise ValidationError(msg, errors=[{"field": "reason", "message": msg}]) from None
     subject = _subject(principal)
     result = await run_in_threadpool(
         actions.withdraw,
@@ -217,6 +229,8 @@ async def withdraw(
     "/erasure",
     response_model=ErasureOut,
     summary="Erase my personal details and end all my consents",
+    responses={303: {"description": "A form post: on to the home page"}},
+    openapi_extra=json_body(ErasureIn),
 )
 async def erase(request: Request, instance: InstanceDep, now: ClockDep, principal: Writer, _csrf: Csrf) -> Response:
     """Destroy the key that encrypts my details (crypto-shredding); my access codes stop working.

@@ -29,7 +29,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.auth.principal import get_principal
+from api.auth.principal import current_principal
 from api.auth.service import SignInThrottledError
 from api.auth.sessions import verify_csrf
 from api.authz import require
@@ -52,7 +52,7 @@ CONTENT_SECURITY_POLICY = (
 PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
+    "Referrer-Policy": "no-referrer",
 }
 ATOM = "http://www.w3.org/2005/Atom"
 RequestPath = Annotated[str, Path(pattern=r"^req_[A-Za-z0-9_-]{1,60}$")]
@@ -90,7 +90,7 @@ def require_page(action: str) -> Callable[..., Awaitable[Principal]]:
     """Like :func:`api.authz.require`, but a browser that is refused gets a page, not a problem document."""
     check = require(action)
 
-    async def dependency(request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def dependency(request: Request, principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         try:
             return await check(request, principal)
         except (UnauthorisedError, ForbiddenError) as exc:

@@ -304,7 +304,7 @@ def get_requests(
     instance: InstanceDep,
     now: ClockDep,
     _: Public,
-    state: Annotated[str | None, Query(description=f"One of {', '.join(STATES)}.")] = None,
+    state: Annotated[str | None, Query(max_length=32, description=f"One of {', '.join(STATES)}.")] = None,
     organisation: Annotated[str | None, Query(pattern=r"^org_[a-z0-9_]{2,59}$")] = None,
 ) -> list[RequestOut]:
     """Every request (newest first), optionally in one state now or from one organisation."""

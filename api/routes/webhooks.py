@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.authz import require
@@ -44,6 +44,8 @@ Scheme = Literal["v1a", "v1"]
 OrgRef = Annotated[str, Field(min_length=5, max_length=64, pattern=r"^org_[a-z0-9_]+$")]
 Url = Annotated[str, Field(min_length=8, max_length=2000)]
 Manager = Annotated[Principal, Depends(require("webhooks.manage"))]
+SubscriptionPath = Annotated[str, Path(max_length=64, description="The subscription id (whk_…).")]
+DeliveryPath = Annotated[str, Path(max_length=64, description="The message id (the webhook-id header).")]
 
 
 def _scope(principal: Principal) -> str | None:
@@ -216,7 +218,7 @@ def get_deliveries(
 
 
 @router.get("/v1/webhooks/deliveries/{delivery_id}", response_model=DeliveryDetailOut, summary="One delivery")
-def get_one_delivery(delivery_id: str, instance: InstanceDep, principal: Manager) -> dict[str, Any]:
+def get_one_delivery(delivery_id: DeliveryPath, instance: InstanceDep, principal: Manager) -> dict[str, Any]:
     """The message body exactly as sent, and every attempt with its answer."""
     return get_delivery(instance.db, delivery_id, organisation=_scope(principal)).to_json()
 
@@ -270,14 +272,14 @@ def get_subscriptions(instance: InstanceDep, principal: Manager) -> dict[str, An
 
 
 @router.get("/v1/webhooks/{subscription_id}", response_model=SubscriptionOut, summary="One endpoint")
-def get_subscription(subscription_id: str, instance: InstanceDep, principal: Manager) -> dict[str, Any]:
+def get_subscription(subscription_id: SubscriptionPath, instance: InstanceDep, principal: Manager) -> dict[str, Any]:
     """One endpoint of the caller's organisation."""
     return webhooks.get_subscription(instance.db, subscription_id, organisation=_scope(principal)).to_json()
 
 
 @router.patch("/v1/webhooks/{subscription_id}", response_model=SubscriptionOut, summary="Change an endpoint")
 def patch_subscription(
-    subscription_id: str, body: SubscriptionPatch, instance: InstanceDep, principal: Manager, now: ClockDep
+    subscription_id: SubscriptionPath, body: SubscriptionPatch, instance: InstanceDep, principal: Manager, now: ClockDep
 ) -> dict[str, Any]:
     """Change the URL, event types, scheme or description, pause or resume, or rotate the v1 secret."""
     changed = webhooks.update_subscription(
@@ -297,7 +299,9 @@ def patch_subscription(
 
 
 @router.delete("/v1/webhooks/{subscription_id}", status_code=204, summary="Remove an endpoint")
-def delete_subscription(subscription_id: str, instance: InstanceDep, principal: Manager, now: ClockDep) -> Response:
+def delete_subscription(
+    subscription_id: SubscriptionPath, instance: InstanceDep, principal: Manager, now: ClockDep
+) -> Response:
     """Remove the endpoint; messages not yet delivered to it are cancelled."""
     webhooks.delete_subscription(instance.db, subscription_id, organisation=_scope(principal), now=now)
     return Response(status_code=204)

@@ -136,12 +136,19 @@ class DeliveryWorker:
 
     def run(self, stop: threading.Event, *, on_batch: Callable[[BatchReport], None] | None = None) -> None:
         """Deliver until *stop* is set."""
+        failing = False  # log an outage once when it starts and once when it ends, not every pass
         while not stop.is_set():
             try:
                 report = self.run_once()
             except Exception:  # the database may be restarting: keep the worker alive and try again
-                log.exception("webhook delivery pass failed; retrying")
+                if not failing:
+                    log.exception("webhook delivery pass failed; retrying quietly until it recovers")
+                failing = True
                 report = BatchReport()
+            else:
+                if failing:
+                    log.warning("webhook delivery recovered")
+                failing = False
             if report.attempted and on_batch is not None:
                 on_batch(report)
             if report.attempted >= self.batch_size:

@@ -146,6 +146,11 @@ def test_request_lifecycle_over_http(instance: Instance, web: TestClient) -> Non
         assert "public notice" in early.json()["detail"]
 
         frozen.move_to(T0 + 15 * DAY)
+        size_before = instance.ledger.size()
+        barred = web.post(f"/v1/requests/{request_id}/votes", json=vote, headers=auth(instance, t3))
+        assert barred.status_code == 403, barred.text  # the recused trustee may not vote
+        assert "recused" in barred.json()["detail"]
+        assert instance.ledger.size() == size_before  # and nothing was recorded
         report = ok(web.get(f"/v1/requests/{request_id}/preassessment", headers=auth(instance, t1)))
         assert {f["rule"]: f["outcome"] for f in report["findings"]}["agreement"] == "pass"
         first = ok(web.post(f"/v1/requests/{request_id}/votes", json=vote, headers=auth(instance, t1)), 201)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.canonical import canonicalize, parse
-from ledger.entry import KINDS, LedgerEntry, build_entry, canonical_payload, format_at
+from ledger.entry import KINDS, LedgerEntry, build_entry, canonical_payload, format_at, parse_at
 from ledger.errors import ValidationError
 from ledger.merkle import leaf_hash
 
@@ -189,3 +189,17 @@ def test_build_entry_equals_rfc8785_of_whole_entry(
         payload,
     )
     assert b"\n" not in body  # export lines rely on it: control characters are always escaped
+
+
+@pytest.mark.parametrize(
+    ("moment", "text"),
+    [
+        (datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00.000000Z"),
+        (datetime(999, 12, 31, 23, 59, 59, 5, tzinfo=UTC), "0999-12-31T23:59:59.000005Z"),
+        (datetime(2026, 11, 26, 9, 0, tzinfo=UTC), "2026-11-26T09:00:00.000000Z"),
+    ],
+)
+def test_timestamps_are_fixed_width_and_round_trip(moment: datetime, text: str) -> None:
+    """Years before 1000 are zero-padded too, so timestamps sort and parse like any other."""
+    assert format_at(moment) == text
+    assert parse_at(text) == moment

@@ -6,6 +6,7 @@ from trust.rules.base import Context, Outcome, RuleResult, operation_rank
 from trust.state import covers
 
 NAME = "proportionality"
+_PASS = Outcome.PASS  # read once: finish runs on every check
 
 
 def evaluate(ctx: Context) -> RuleResult:
@@ -55,7 +56,7 @@ def prepare(ctx: Context) -> RuleResult:
 
 def finish(ctx: Context, prepared: RuleResult) -> RuleResult:
     """Fail an aggregate that passed :func:`prepare` when fewer subjects remain than its minimum cohort."""
-    if prepared.outcome is not Outcome.PASS or ctx.action.operation != "aggregate" or not ctx.permitted:
+    if ctx.action.operation != "aggregate" or not ctx.permitted or prepared.outcome is not _PASS:
         return prepared
     minimum = dict(prepared.obligations)["min_cohort"]
     if len(ctx.permitted) < minimum:
