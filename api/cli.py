@@ -150,6 +150,10 @@ def how_to_use(data_dir: Path, host: str, port: int) -> list[str]:
             f"-d grant_type=client_credentials -d scope=check {base}/oauth/token\n"
             f"    then POST {base}/v1/checks with 'Authorization: Bearer TOKEN'"
         )
+    lines.append(
+        f"  As the operator: {base}/readyz and {base}/metrics (from this machine); "
+        f"back up while it serves with\n    datatrust backup demo-backup.tar.gz --data-dir {data_dir}"
+    )
     return lines
 
 
