@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from api.instance import Instance
 from tests.factories import bearer, partner_principal, trustee_principal
-from tests.trust.rules_story import MICROSECOND, Story, baseline, ledger_sink
+from tests.trust.rules_story import BASELINE_CHECK, MICROSECOND, Story, baseline, ledger_sink
 from trust.checks import MAX_SUBJECTS
 
 PROBLEM = "application/problem+json"
@@ -23,14 +23,7 @@ PROBLEM = "application/problem+json"
 # instant a decision was evaluated on, which replay relies on, and whether it was a dry run).
 ANSWER = {"decision", "decision_id", "entry", "subjects", "obligations", "reasons"}
 ADDED = {"as_of", "evaluated_at", "dry_run"}
-BODY: dict[str, Any] = {
-    "purpose": "research.health",
-    "data_categories": ["health.mental"],
-    "operation": "aggregate",
-    "request": "req_a",
-    "subjects": [f"sub_{n}" for n in range(1, 13)],
-    "cohort_size": 12,
-}
+BODY = BASELINE_CHECK
 
 
 @pytest.fixture

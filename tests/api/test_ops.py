@@ -20,19 +20,12 @@ from api.logs import ACCESS_LOGGER, PROJECT_LOGGERS, JsonFormatter
 from consent.service import withdraw_consent
 from ledger.db import Database
 from tests.factories import admin_principal, bearer, partner_bearer, partner_principal, trustee_principal
-from tests.trust.rules_story import baseline, ledger_sink
+from tests.trust.rules_story import BASELINE_CHECK, baseline, ledger_sink
 from tests.webhooks.helpers import grant, now
 
 PROBLEM = "application/problem+json"
 LOOPBACK = ("127.0.0.1", 50000)
-CHECK = {
-    "purpose": "research.health",
-    "data_categories": ["health.mental"],
-    "operation": "aggregate",
-    "request": "req_a",
-    "subjects": [f"sub_{n}" for n in range(1, 13)],
-    "cohort_size": 12,
-}
+CHECK = BASELINE_CHECK
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ import httpx
 from api.instance import initialise
 from ledger.db import DATABASE_URL_ENV
 from tests.factories import bearer, partner_principal
-from tests.trust.rules_story import baseline, ledger_sink
+from tests.trust.rules_story import BASELINE_CHECK, baseline, ledger_sink
 
 PROBLEM_JSON = "application/problem+json"
 CONSENT: dict[str, Any] = {
@@ -37,14 +37,7 @@ CONSENT: dict[str, Any] = {
     "wording_version": "v1",
     "wording_text": "I agree that the trust may use my housing information for research.",
 }
-CHECK: dict[str, Any] = {
-    "purpose": "research.health",
-    "data_categories": ["health.mental"],
-    "operation": "aggregate",
-    "request": "req_a",
-    "subjects": [f"sub_{n}" for n in range(1, 13)],
-    "cohort_size": 12,
-}
+CHECK = BASELINE_CHECK
 SCOPES = ["check", "consents:write"]
 
 

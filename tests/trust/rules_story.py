@@ -447,6 +447,17 @@ class Story:
         return Engine.standard().decide(self.state(), self.action(**action), at=format_at(at or self.clock))
 
 
+# A check the baseline trust permits over HTTP: org_a's approved request req_a, twelve consenting people.
+BASELINE_CHECK: dict[str, Any] = {
+    "purpose": "research.health",
+    "data_categories": ["health.mental"],
+    "operation": "aggregate",
+    "request": "req_a",
+    "subjects": [f"sub_{n}" for n in range(1, 13)],
+    "cohort_size": 12,
+}
+
+
 def baseline(**options: Any) -> Story:
     """A trust in which org_a may run its approved mental-health research on twelve consenting people.
 
