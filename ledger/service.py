@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Connection
+
 from ledger import repository
 from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.db import Database
@@ -19,6 +21,7 @@ from ledger.errors import NotFoundError, ProofError, ValidationError
 from ledger.keys import Signer, Verifier
 from ledger.merkle import (
     EMPTY_ROOT,
+    Node,
     consistency_ranges,
     hash_from_nodes,
     hashes_for_ranges,
@@ -194,11 +197,27 @@ class Ledger:
             msg = f"entry {seq} is not in a tree of size {size}"
             raise ValidationError(msg)
         ranges = inclusion_ranges(seq, size)
-        with self.db.engine.connect() as conn:
-            self._check_size(conn, size)
-            leaf = repository.fetch_nodes(conn, perfect_subtrees(seq, seq + 1))
-            proof = hashes_for_ranges(ranges, lambda nodes: repository.fetch_nodes(conn, nodes))
-        return InclusionProof(seq, size, next(iter(leaf.values())), proof)
+        (leaf_node,) = perfect_subtrees(seq, seq + 1)
+        fetched: dict[Node, bytes] = {}
+
+        def lookup(nodes: list[Node]) -> dict[Node, bytes]:
+            fetched.update(repository.fetch_nodes(conn, [*nodes, leaf_node]))  # the leaf in the same query
+            return fetched
+
+        with self._reader() as conn:
+            # One statement in all. No separate size check: a tree larger than the ledger needs
+            # the leaf or a stored subtree beyond the last entry, and neither exists; the size is
+            # read only then, to say so.
+            try:
+                proof = hashes_for_ranges(ranges, lookup)
+            except ProofError:
+                self._check_size(conn, size)
+                raise
+            if leaf_node not in fetched:
+                self._check_size(conn, size)
+                msg = f"ledger entry {seq} has no stored leaf hash"
+                raise ProofError(msg)
+        return InclusionProof(seq, size, fetched[leaf_node], proof)
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """RFC 9162 consistency proof between two tree sizes."""
@@ -206,9 +225,16 @@ class Ledger:
             msg = f"invalid sizes from={old_size} to={new_size}: need 0 <= from <= to"
             raise ValidationError(msg)
         ranges = consistency_ranges(old_size, new_size)
-        with self.db.engine.connect() as conn:
+        with self._reader() as conn:
             self._check_size(conn, new_size)
             return hashes_for_ranges(ranges, lambda nodes: repository.fetch_nodes(conn, nodes))
+
+    def _reader(self) -> Connection:
+        """A connection for proofs: on PostgreSQL in autocommit, saving the BEGIN and ROLLBACK round trips."""
+        conn = self.db.engine.connect()
+        if self.db.is_postgresql:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
 
     @staticmethod
     def _check_size(conn: Any, size: int) -> None:
