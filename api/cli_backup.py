@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from api.cli_common import DEFAULT_DATA_DIR, DataDir, clean_errors, err, out, progress_bar
-from api.instance import CONFIG_NAME, Instance
+from api.cli_common import DEFAULT_DATA_DIR, DataDir, clean_errors, err, opened, out, progress_bar
+from api.instance import CONFIG_NAME
 from ledger.checkpoint import open_checkpoint
 from ledger.db import Database
 from ledger.errors import ValidationError
@@ -49,7 +47,7 @@ def backup(
 ) -> None:
     """Back up the trust to FILE while it keeps serving: a consistent snapshot, verifiable on its own."""
     check_destination(file)
-    with _opened(data_dir) as instance:
+    with opened(data_dir) as instance:
         instance.ledger.sign_checkpoint()  # cover the newest entries, as `ledger export` does
         files = {name: (data_dir / name).read_bytes() for name in PUBLIC_FILES if (data_dir / name).is_file()}
         secret = {f"keys/{p.name}": p.read_bytes() for p in sorted((data_dir / "keys").glob("*.key"))}
@@ -127,7 +125,7 @@ def restore(
             )
         created = _place_files(data_dir, archive)
         try:
-            with _opened(data_dir) as instance, progress_bar("Restoring") as update:
+            with opened(data_dir) as instance, progress_bar("Restoring") as update:
                 report = restore_backup(
                     archive,
                     verified,
@@ -209,16 +207,6 @@ def _place_files(data_dir: Path, archive: Backup) -> list[Path]:
         with os.fdopen(fd, "wb") as handle:
             handle.write(archive.file(name))
     return created
-
-
-@contextmanager
-def _opened(data_dir: Path) -> Iterator[Instance]:
-    """The trust without the check engine's in-memory index: it would fold the whole ledger for nothing."""
-    instance = Instance.open(data_dir, check_index=False)
-    try:
-        yield instance
-    finally:
-        instance.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -49,8 +49,12 @@ def clean_errors(func: F) -> F:
 
 @contextmanager
 def opened(data_dir: Path) -> Iterator[Instance]:
-    """Open the trust in *data_dir* and close it afterwards."""
-    instance = Instance.open(data_dir)
+    """Open the trust in *data_dir* and close it afterwards.
+
+    Without the check engine's in-memory index: no command decides checks, and folding the
+    whole ledger into it (and holding every consent) would only slow commands down.
+    """
+    instance = Instance.open(data_dir, check_index=False)
     try:
         yield instance
     finally:

@@ -16,8 +16,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
@@ -25,7 +23,6 @@ import httpx
 import typer
 
 from api.cli_common import DEFAULT_DATA_DIR, DataDir, clean_errors, err, opened, out, progress_bar
-from api.instance import Instance
 from consent import fhir, service
 from consent.importer import Format, Importer
 from consent.receipts import ConsistencyReport, check_against_ledger, verify_receipt
@@ -84,16 +81,6 @@ def _codes_file(path: Path) -> Any:
     return handle
 
 
-@contextmanager
-def _opened_for_import(data_dir: Path) -> Iterator[Instance]:
-    """Open the trust without the check engine's index: an import only writes, and the index would hold every row."""
-    instance = Instance.open(data_dir, check_index=False)
-    try:
-        yield instance
-    finally:
-        instance.close()
-
-
 @consents_app.command("import")
 @clean_errors
 def import_consents(
@@ -117,7 +104,7 @@ def import_consents(
         raise ValidationError(msg)
     chosen: Format = fmt  # type: ignore[assignment]
     codes_path = codes_out or file.with_name(file.name + ".access-codes.csv")
-    with _opened_for_import(data_dir) as instance:
+    with opened(data_dir) as instance:
         now = instance.clock()
         with instance.db.engine.connect() as conn:
             require_active(conn, organisation, now)
