@@ -49,7 +49,10 @@ class CheckResult:
 
     def to_json(self) -> dict[str, Any]:
         """The answer partners rely on (DESIGN.md, "The check")."""
-        body = self.decision.to_json()
+        if self.entry is None:
+            body = self.decision.to_json()
+        else:  # the recorded payload holds the decision's JSON already: don't build it twice
+            body = {key: value for key, value in self.entry.payload.items() if key != "action"}
         body["decision_id"] = self.entry.seq if self.entry else None
         body["entry"] = {"seq": self.entry.seq, "leaf_hash": self.entry.leaf_hash.hex()} if self.entry else None
         body["dry_run"] = self.entry is None
