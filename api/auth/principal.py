@@ -56,13 +56,16 @@ async def current_principal(request: Request) -> Principal:
         return cached
     token = _bearer_token(request)
     standing: StandingCache | None = getattr(request.app.state, "standing", None)
-    if token is not None and standing is not None:
-        principal, key = _token_principal(request.app.state.instance, token, now=get_now())
-        if standing.is_good(key):
-            request.state.principal = principal
-            request.state.principal_source = "bearer"
-            return principal
-    return await run_in_threadpool(get_principal, request)
+    if token is None:
+        return await run_in_threadpool(get_principal, request)
+    instance: Instance = request.app.state.instance
+    now = get_now()
+    principal, key = _token_principal(instance, token, now=now)
+    if standing is None or not standing.is_good(key):
+        await run_in_threadpool(_confirm_standing, instance, principal, key, now, standing)
+    request.state.principal = principal
+    request.state.principal_source = "bearer"
+    return principal
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -111,8 +114,15 @@ def principal_from_token(
     read again (see ``api.auth.standing`` for how soon a suspension binds).
     """
     principal, key = _token_principal(instance, token, now=now)
-    if standing is not None and standing.is_good(key):
-        return principal
+    if standing is None or not standing.is_good(key):
+        _confirm_standing(instance, principal, key, now, standing)
+    return principal
+
+
+def _confirm_standing(
+    instance: Instance, principal: Principal, key: StandingKey, now: datetime, standing: StandingCache | None
+) -> None:
+    """Read the client's and organisation's standing (raises UnauthorisedError); remember it if good."""
     generation = standing.generation() if standing is not None else 0
     with instance.db.engine.connect() as conn:
         try:
@@ -122,7 +132,6 @@ def principal_from_token(
             raise UnauthorisedError(msg) from None
     if standing is not None:
         standing.remember(key, generation)
-    return principal
 
 
 def _token_principal(instance: Instance, token: str, *, now: datetime) -> tuple[Principal, StandingKey]:
