@@ -4,23 +4,28 @@ The ledger is the synthetic one of ``bench/ledger_verify.py`` (built with the
 ledger's own functions, cached under ``bench/work/``). On SQLite the proofs read
 that database file; on PostgreSQL its rows are copied (``COPY``) into a scratch
 database, dropped afterwards. Each proof is a full public call: a pooled
-connection, the size check, the stored nodes, the hashes folded into the
-proof. Every proof is verified against the signed root afterwards (not timed).
+connection, one statement reading the stored nodes and the ledger's size (the
+size check), the hashes folded into the proof. Every proof is verified against
+the signed root afterwards (not timed). Beside the latencies, the client's CPU
+time per proof and the load average are recorded: the machine may be shared.
 
     .venv/bin/python bench/ledger_proofs.py            # 1,000,000 entries, 2,000 proofs of each kind
     .venv/bin/python bench/ledger_proofs.py --quick    # 100,000 entries, 500 proofs
+    .venv/bin/python bench/ledger_proofs.py --engine postgresql --postgresql-url URL  # a database already loaded
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import random
 import sqlite3
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -71,19 +76,37 @@ def postgresql_facts(url: str) -> dict[str, str]:
     return dict(zip(keys, (str(v) for v in row), strict=True))
 
 
-def timed(calls: list[Callable[[], Any]]) -> tuple[list[float], list[Any]]:
-    """Run each call, timing it; return the latencies (s) and the results."""
+@dataclass
+class Timing:
+    """The latency of each call (s), this process's CPU time over all of them (s), and the load around them."""
+
+    latencies: list[float]
+    cpu_seconds: float
+    load_1min: tuple[float, float]  # before, after
+
+
+def timed(calls: list[Callable[[], Any]]) -> tuple[Timing, list[Any]]:
+    """Run each call, timing it; return the timing and the results."""
     latencies, results = [], []
     clock = time.perf_counter
+    load_before = os.getloadavg()[0]
+    cpu_started = time.process_time()
     for call in calls:
         started = clock()
         results.append(call())
         latencies.append(clock() - started)
-    return latencies, results
+    cpu = time.process_time() - cpu_started
+    return Timing(latencies, cpu, (load_before, os.getloadavg()[0])), results
 
 
-def summary(latencies: list[float], hashes: list[int]) -> dict[str, Any]:
-    """Mean, p50 and p99 in milliseconds, and the mean proof length."""
+def summary(timing: Timing, hashes: list[int]) -> dict[str, Any]:
+    """Mean, p50 and p99 in milliseconds, the client's CPU time per proof, the load, and the mean proof length.
+
+    The CPU time is this process's only (SQLAlchemy, the driver, the fold), not
+    the database server's: with other work on the machine, it moves far less
+    than the latencies do.
+    """
+    latencies = timing.latencies
     ordered = sorted(latencies)
     return {
         "proofs": len(latencies),
@@ -91,6 +114,8 @@ def summary(latencies: list[float], hashes: list[int]) -> dict[str, Any]:
         "p50_ms": round(percentile(ordered, 0.50) * 1000, 3),
         "p99_ms": round(percentile(ordered, 0.99) * 1000, 3),
         "max_ms": round(ordered[-1] * 1000, 3),
+        "client_cpu_ms": round(timing.cpu_seconds / len(latencies) * 1000, 3),
+        "loadavg_1min_before_after": [round(v, 2) for v in timing.load_1min],
         "mean_hashes": round(statistics.fmean(hashes), 1),
     }
 
@@ -108,8 +133,8 @@ def bench_engine(engine: str, url: str, *, size: int, proofs: int) -> dict[str, 
         olds = [rng.randrange(1, size) for _ in range(WARMUP + proofs)]
         timed([functools.partial(ledger.inclusion_proof, s, size) for s in seqs[:WARMUP]])
         timed([functools.partial(ledger.consistency_proof, m, size) for m in olds[:WARMUP]])
-        inc_lat, inc = timed([functools.partial(ledger.inclusion_proof, s, size) for s in seqs[WARMUP:]])
-        con_lat, con = timed([functools.partial(ledger.consistency_proof, m, size) for m in olds[WARMUP:]])
+        inc_time, inc = timed([functools.partial(ledger.inclusion_proof, s, size) for s in seqs[WARMUP:]])
+        con_time, con = timed([functools.partial(ledger.consistency_proof, m, size) for m in olds[WARMUP:]])
         # The same proofs again: their pages are now cached (what a server sees for hot entries).
         inc_again, _ = timed([functools.partial(ledger.inclusion_proof, s, size) for s in seqs[WARMUP:]])
         con_again, _ = timed([functools.partial(ledger.consistency_proof, m, size) for m in olds[WARMUP:]])
@@ -123,8 +148,8 @@ def bench_engine(engine: str, url: str, *, size: int, proofs: int) -> dict[str, 
     result: dict[str, Any] = {
         "engine": engine,
         "tree_size": size,
-        "inclusion": summary(inc_lat, [len(p.proof) for p in inc]),
-        "consistency": summary(con_lat, [len(p) for p in con]),
+        "inclusion": summary(inc_time, [len(p.proof) for p in inc]),
+        "consistency": summary(con_time, [len(p) for p in con]),
         "inclusion_repeated": summary(inc_again, [len(p.proof) for p in inc]),
         "consistency_repeated": summary(con_again, [len(p) for p in con]),
         "all_proofs_verified": True,
@@ -136,7 +161,8 @@ def bench_engine(engine: str, url: str, *, size: int, proofs: int) -> dict[str, 
         figures = result[kind]
         print(
             f"{engine:<10} {kind:<20}: mean {figures['mean_ms']:.3f} ms  p50 {figures['p50_ms']:.3f} ms  "
-            f"p99 {figures['p99_ms']:.3f} ms  ({figures['mean_hashes']} hashes, {figures['proofs']} proofs)",
+            f"p99 {figures['p99_ms']:.3f} ms  client CPU {figures['client_cpu_ms']:.3f} ms  "
+            f"load {figures['loadavg_1min_before_after'][1]:.2f}  ({figures['mean_hashes']} hashes, {figures['proofs']} proofs)",
             flush=True,
         )
     return result
@@ -149,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entries", type=int, default=None, help="ledger size (default 1,000,000)")
     parser.add_argument("--proofs", type=int, default=None, help="timed proofs of each kind (default 2,000)")
     parser.add_argument("--engine", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--postgresql-url",
+        default=None,
+        help="use this PostgreSQL database, already holding the same synthetic ledger, instead of copying it "
+        "into a scratch one (it is neither loaded nor dropped)",
+    )
     args = parser.parse_args(argv)
     count = args.entries or (100_000 if args.quick else 1_000_000)
     proofs = args.proofs or (500 if args.quick else 2_000)
@@ -162,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine in ("postgresql", "both"):
         if machine["postgresql_server"] is None:
             print("PostgreSQL is not reachable: skipping it", file=sys.stderr)
+        elif args.postgresql_url:
+            result = bench_engine("postgresql", args.postgresql_url, size=count, proofs=proofs)
+            result["server"] = postgresql_facts(args.postgresql_url)
+            results.append(result)
         else:
             with pg_database("proofs") as url:
                 seconds = copy_to_postgresql(str(sqlite_path), url)

@@ -25,6 +25,12 @@ _PG_FETCH_NODES_SQL = (
     "UNION ALL SELECT n.level, n.idx, n.hash FROM ledger_tree_nodes AS n "
     "JOIN unnest(%s::smallint[], %s::bigint[]) AS w(level, idx) ON n.level = w.level AND n.idx = w.idx"
 )
+# The proofs' read adds, in the same statement (so under the same snapshot), one row (-1, ledger size,
+# NULL): no stored node has a negative level. The size is a scalar subquery, a bare max() of the key,
+# which both engines answer from the end of its index.
+_SIZE_MARK = -1
+_SIZE_ROW_SQL = " UNION ALL SELECT -1, coalesce((SELECT max(seq) FROM ledger_entries) + 1, 0), NULL"
+_PG_FETCH_NODES_AND_SIZE_SQL = _PG_FETCH_NODES_SQL + _SIZE_ROW_SQL
 
 
 def _placeholder(conn: Connection) -> str:
@@ -57,20 +63,62 @@ def fetch_nodes(conn: Connection, nodes: Sequence[Node]) -> dict[Node, bytes]:
     if conn.dialect.name == "postgresql":
         sql = _PG_FETCH_NODES_SQL
         params: tuple[object, ...] = (leaves, [n.level for n in inner], [n.index for n in inner])
-    else:  # SQLite: IN on the key, and OR of key lookups (planned as a MULTI-INDEX OR; a row-value IN scans)
-        parts, values = [], []
-        if leaves:
-            marks = ",".join("?" * len(leaves))
-            parts.append(f"SELECT 0, seq, leaf_hash FROM ledger_entries WHERE seq IN ({marks})")  # noqa: S608 - placeholders
-            values.extend(leaves)
-        if inner:
-            terms = " OR ".join(["(level = ? AND idx = ?)"] * len(inner))
-            parts.append(f"SELECT level, idx, hash FROM ledger_tree_nodes WHERE {terms}")  # noqa: S608 - placeholders
-            for n in inner:
-                values.extend((n.level, n.index))
-        sql = " UNION ALL ".join(parts)
-        params = tuple(values)
+    else:
+        sql, params = _sqlite_fetch_nodes(leaves, inner)
     return {Node(int(level), int(idx)): bytes(value) for level, idx, value in conn.exec_driver_sql(sql, params).all()}
+
+
+def fetch_nodes_and_size(conn: Connection, nodes: Sequence[Node]) -> tuple[dict[Node, bytes], int]:
+    """Stored hashes of *nodes*, as :func:`fetch_nodes`, and the ledger's size, read by ONE statement.
+
+    One statement is one snapshot, so the size bounds exactly the nodes read
+    with it: a caller refusing a tree larger than that size cannot be fooled by
+    tree nodes stored past the last entry. It runs through the connection's
+    DB-API cursor (both drivers return ``int`` and ``bytes`` here), which skips
+    SQLAlchemy's result set-up; a lone statement needs no transaction of its own.
+    """
+    leaves = [n.index for n in nodes if n.level == 0]
+    inner = [n for n in nodes if n.level > 0]
+    if conn.dialect.name == "postgresql":
+        sql = _PG_FETCH_NODES_AND_SIZE_SQL
+        # Array literals, not lists: psycopg sends a string without inspecting each element's type.
+        params: tuple[object, ...] = tuple(
+            _int_array(v) for v in (leaves, [n.level for n in inner], [n.index for n in inner])
+        )
+    elif leaves or inner:
+        sql, params = _sqlite_fetch_nodes(leaves, inner)
+        sql += _SIZE_ROW_SQL
+    else:
+        sql, params = _SIZE_ROW_SQL.removeprefix(" UNION ALL "), ()
+    found: dict[Node, bytes] = {}
+    ledger_size = 0
+    for level, idx, value in _driver_rows(conn, sql, params):
+        if level == _SIZE_MARK:
+            ledger_size = int(idx)
+        else:
+            found[Node(level, idx)] = bytes(value)
+    return found, ledger_size
+
+
+def _int_array(values: Sequence[int]) -> str:
+    """A PostgreSQL array literal of integers."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _sqlite_fetch_nodes(leaves: Sequence[int], inner: Sequence[Node]) -> tuple[str, tuple[object, ...]]:
+    """SQLite: IN on the key, and OR of key lookups (planned as a MULTI-INDEX OR; a row-value IN scans)."""
+    parts: list[str] = []
+    values: list[int] = []
+    if leaves:
+        marks = ",".join("?" * len(leaves))
+        parts.append(f"SELECT 0, seq, leaf_hash FROM ledger_entries WHERE seq IN ({marks})")  # noqa: S608 - placeholders
+        values.extend(leaves)
+    if inner:
+        terms = " OR ".join(["(level = ? AND idx = ?)"] * len(inner))
+        parts.append(f"SELECT level, idx, hash FROM ledger_tree_nodes WHERE {terms}")  # noqa: S608 - placeholders
+        for n in inner:
+            values.extend((n.level, n.index))
+    return " UNION ALL ".join(parts), tuple(values)
 
 
 def load_compact_range(conn: Connection, tree_size: int) -> CompactRange:

@@ -186,9 +186,13 @@ class Ledger:
         if size == 0:
             return EMPTY_ROOT
         nodes = perfect_subtrees(0, size)
-        with self.db.engine.connect() as conn:
-            self._check_size(conn, size)
-            found = repository.fetch_nodes(conn, nodes)
+        with self._reader() as conn:
+            found, current = repository.fetch_nodes_and_size(conn, nodes)  # one statement, one snapshot
+        self._check_size(size, current)
+        missing = [n for n in nodes if n not in found]
+        if missing:
+            msg = f"stored tree is missing node level={missing[0].level} index={missing[0].index}"
+            raise ProofError(msg)
         return hash_from_nodes([found[n] for n in nodes])
 
     def inclusion_proof(self, seq: int, size: int) -> InclusionProof:
@@ -201,22 +205,19 @@ class Ledger:
         fetched: dict[Node, bytes] = {}
 
         def lookup(nodes: list[Node]) -> dict[Node, bytes]:
-            fetched.update(repository.fetch_nodes(conn, [*nodes, leaf_node]))  # the leaf in the same query
-            return fetched
+            # One statement in all: the path, the leaf and the ledger's size, read under one snapshot.
+            # The size is checked before any node is used: a tampered database may hold tree nodes
+            # past its last entry, and they must not prove a tree larger than the ledger.
+            found, current = repository.fetch_nodes_and_size(conn, [*nodes, leaf_node])
+            self._check_size(size, current)
+            fetched.update(found)
+            return found
 
         with self._reader() as conn:
-            # One statement in all. No separate size check: a tree larger than the ledger needs
-            # the leaf or a stored subtree beyond the last entry, and neither exists; the size is
-            # read only then, to say so.
-            try:
-                proof = hashes_for_ranges(ranges, lookup)
-            except ProofError:
-                self._check_size(conn, size)
-                raise
-            if leaf_node not in fetched:
-                self._check_size(conn, size)
-                msg = f"ledger entry {seq} has no stored leaf hash"
-                raise ProofError(msg)
+            proof = hashes_for_ranges(ranges, lookup)
+        if leaf_node not in fetched:
+            msg = f"ledger entry {seq} has no stored leaf hash"
+            raise ProofError(msg)
         return InclusionProof(seq, size, fetched[leaf_node], proof)
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
@@ -225,20 +226,26 @@ class Ledger:
             msg = f"invalid sizes from={old_size} to={new_size}: need 0 <= from <= to"
             raise ValidationError(msg)
         ranges = consistency_ranges(old_size, new_size)
+
+        def lookup(nodes: list[Node]) -> dict[Node, bytes]:
+            # One statement: the nodes and the size bounding them (see inclusion_proof).
+            found, current = repository.fetch_nodes_and_size(conn, nodes)
+            self._check_size(new_size, current)
+            return found
+
         with self._reader() as conn:
-            self._check_size(conn, new_size)
-            return hashes_for_ranges(ranges, lambda nodes: repository.fetch_nodes(conn, nodes))
+            return hashes_for_ranges(ranges, lookup)
 
     def _reader(self) -> Connection:
-        """A connection for proofs: on PostgreSQL in autocommit, saving the BEGIN and ROLLBACK round trips."""
+        """A connection for the root and proofs (one statement each): on PostgreSQL in autocommit, no BEGIN."""
         conn = self.db.engine.connect()
         if self.db.is_postgresql:
             conn.execution_options(isolation_level="AUTOCOMMIT")
         return conn
 
     @staticmethod
-    def _check_size(conn: Any, size: int) -> None:
-        current = repository.size(conn)
+    def _check_size(size: int, current: int) -> None:
+        """Refuse a tree of *size* entries when the ledger holds *current* (read with the nodes)."""
         if size > current:
             msg = f"tree size {size} is larger than the ledger ({current} entries)"
             raise ProofError(msg)
