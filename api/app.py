@@ -27,10 +27,13 @@ from api.routes import webhooks as webhooks_routes
 from api.webhooks.worker import start_delivery_worker
 from trust.requests import start_closer
 
+# FastAPI tries the routers in this order on every request: the check (the hot path, called before
+# every share) and the probes come first. No two routers serve the same path.
 ROUTERS = [
+    checks_routes.router,
+    ops_routes.router,
     ledger_routes.router,
     auth_routes.router,
-    checks_routes.router,
     consents_routes.router,
     me_routes.router,
     webhooks_routes.router,
@@ -42,7 +45,6 @@ ROUTERS = [
     pages_me.router,
     pages_trustee.router,
     pages_admin.router,
-    ops_routes.router,
 ]
 
 
@@ -83,7 +85,7 @@ def create_app(instance: Instance, *, close_on_shutdown: bool = False, backgroun
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     limits.install(app)  # body size and JSON depth limits (413/422 before any route reads the body)
-    metrics.install(app)  # these three wrap everything above: request timing,
-    security_headers.install(app)  # headers on every response,
-    logs.install(app)  # and the request id and log line (outermost)
+    # Outermost, one layer around everything above: the request id, the security headers, the
+    # request's timing and log line, and the problem+json 500 for an exception nothing handled.
+    logs.install(app, metrics=metrics.install(app), docs_paths=security_headers.docs_paths(app))
     return app

@@ -1,12 +1,18 @@
 """Structured logs: one JSON object per line, and one line per HTTP request, each with a request id.
 
-:class:`RequestLogMiddleware` gives every request an id -- the caller's ``X-Request-ID`` when it
-matches :data:`REQUEST_ID_PATTERN`, a fresh random one otherwise -- returns it in the
-``X-Request-ID`` response header, and logs one line on ``datatrust.access``::
+:class:`EdgeMiddleware` -- the one outermost middleware, which also adds the security headers
+(:mod:`api.security_headers`) and times the request (:mod:`api.metrics`) -- gives every request
+an id -- the caller's ``X-Request-ID`` when it matches :data:`REQUEST_ID_PATTERN`, a fresh random
+one otherwise -- returns it in the ``X-Request-ID`` response header, and logs one line on
+``datatrust.access``::
 
     {"timestamp": "2026-11-26T09:00:00.123Z", "level": "INFO", "logger": "datatrust.access",
      "message": "GET /v1/ledger/checkpoint 200", "request_id": "3f9c…", "method": "GET",
      "path": "/v1/ledger/checkpoint", "status": 200, "duration_ms": 1.8}
+
+An exception no route or handler dealt with is answered with a problem+json 500 that says
+nothing about it but the request id (:func:`api.problems.server_error`); that request's line is
+then an ERROR with the traceback in ``exception``.
 
 What is never logged: query strings, bodies, headers, cookies and tokens. The path is logged
 without its query string, and a path parameter that is itself a secret (the one-time sign-in
@@ -24,16 +30,21 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
-import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from contextvars import ContextVar
-from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from fastapi import FastAPI
+
+from api.problems import server_error
+from api.security_headers import hold_docs_page, secure_headers
+
+if TYPE_CHECKING:
+    from api.metrics import Metrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,6 +53,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 ACCESS_LOGGER = "datatrust.access"
 PROJECT_LOGGERS = ("datatrust", "api", "trust", "consent", "ledger")
@@ -54,16 +66,19 @@ access_log = logging.getLogger(ACCESS_LOGGER)
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged as a field.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+_NOT_EXTRA = _STANDARD | {"request_id"}  # written first, not again among the extras
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)  # json.dumps would build one per call
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: timestamp, level, logger, message, request_id and ``extra`` fields."""
 
+    _second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
     def format(self, record: logging.LogRecord) -> str:
         """Render *record* as one line of JSON."""
-        stamp = datetime.fromtimestamp(record.created, UTC)
         document: dict[str, Any] = {
-            "timestamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
+            "timestamp": self._timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -71,10 +86,19 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None) or request_id_var.get()
         if request_id:
             document["request_id"] = request_id
-        document.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD and k != "request_id"})
+        document.update({k: v for k, v in record.__dict__.items() if k not in _NOT_EXTRA})
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
-        return json.dumps(document, default=str, ensure_ascii=False)
+        return _ENCODER.encode(document)
+
+    def _timestamp(self, created: float) -> str:
+        """``2026-11-26T09:00:00.123Z`` (UTC, milliseconds): the seconds part is formatted once a second."""
+        whole = int(created)
+        second, text = self._second
+        if second != whole:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
+            self._second = (whole, text)
+        return f"{text}{int((created - whole) * 1000):03d}Z"
 
 
 def configure_logging(stream: TextIO | None = None) -> None:
@@ -91,7 +115,7 @@ def configure_logging(stream: TextIO | None = None) -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
-def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
     """The caller's ``X-Request-ID`` when it is safe to repeat, else a new random id."""
     for key, value in headers:
         if key.lower() == b"x-request-id":
@@ -99,7 +123,9 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
             if REQUEST_ID_PATTERN.match(text):
                 return text
             break
-    return secrets.token_hex(16)
+    # Unique, not secret: Python's generator (seeded from the OS, reseeded in a forked child), not
+    # os.urandom per request, a system call that hands the GIL to the ledger's writer thread mid-request.
+    return f"{random.getrandbits(128):032x}"
 
 
 def logged_path(scope: Scope, path: str) -> str:
@@ -111,53 +137,81 @@ def logged_path(scope: Scope, path: str) -> str:
     return path[:MAX_LOGGED_PATH]
 
 
-class RequestLogMiddleware:
-    """Assigns the request id, echoes it in the response, and logs the request when it ends."""
+class EdgeMiddleware:
+    """The outermost middleware, in one layer on every http request (the hot path pays for one).
 
-    def __init__(self, app: ASGIApp) -> None:
+    It gives the request its id, wraps ``send`` once to add the id and the security headers
+    (:func:`api.security_headers.secure_headers`) to the response, times the request once into
+    the metrics (:meth:`api.metrics.Metrics.request_answered`) and logs its line. An exception
+    nothing inside handled becomes the :func:`api.problems.server_error` 500 (with the headers
+    and id of every other answer), and the log line is an ERROR carrying the traceback; when the
+    response had already started, the exception goes on to the server after being logged.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, docs_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.metrics = metrics
+        self.docs_paths = docs_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI call."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = request_id_from(scope.get("headers", []))
+        started = time.perf_counter()
+        request_id = request_id_from(scope.get("headers") or ())
         scope.setdefault("state", {})["request_id"] = request_id
         requested = str(scope.get("path", ""))  # before routing: a mount changes root_path, not this
-        status = 500  # unless the app answers
-        started = time.perf_counter()
+        https = scope.get("scheme") == "https"
+        id_header = (_REQUEST_ID_KEY, request_id.encode("latin-1"))
+        status = 0  # none sent yet
 
-        async def send_with_id(message: Message) -> None:
+        async def send_edge(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                message["headers"] = [*headers, (b"x-request-id", request_id.encode("latin-1"))]
+                raw = [h for h in message.get("headers", ()) if h[0].lower() != _REQUEST_ID_KEY]
+                headers = secure_headers(raw, https=https)
+                headers.append(id_header)
+                message["headers"] = headers
             await send(message)
 
+        inner_send = hold_docs_page(send_edge) if requested in self.docs_paths else send_edge
+        failure: BaseException | None = None
         token = request_id_var.set(request_id)
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, inner_send)
+        except Exception as exc:
+            failure = exc
+            if status:
+                raise  # the response has begun: too late to replace it, so the server cuts it short
+            response = server_error(logged_path(scope, requested), request_id)
+            await response(scope, receive, send_edge)
         finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
-            method, path = str(scope.get("method", "")), logged_path(scope, requested)
-            access_log.info(
+            seconds = time.perf_counter() - started
+            answered = status or 500  # the app never answered (e.g. the client went away)
+            route = getattr(scope.get("route"), "path", None)
+            method = str(scope.get("method", ""))
+            self.metrics.request_answered(route if isinstance(route, str) else None, method, answered, seconds)
+            path = logged_path(scope, requested)
+            access_log.log(
+                logging.INFO if failure is None else logging.ERROR,
                 "%s %s %s",
                 method,
                 path,
-                status,
+                answered,
+                exc_info=failure,
                 extra={
                     "request_id": request_id,
                     "method": method,
                     "path": path,
-                    "status": status,
-                    "duration_ms": duration_ms,
+                    "status": answered,
+                    "duration_ms": round(seconds * 1000, 2),
                 },
             )
             request_id_var.reset(token)
 
 
-def install(app: FastAPI) -> None:
-    """Add :class:`RequestLogMiddleware` (outside every middleware added before it)."""
-    app.add_middleware(RequestLogMiddleware)
+def install(app: FastAPI, *, metrics: Metrics, docs_paths: frozenset[str] = frozenset()) -> None:
+    """Add :class:`EdgeMiddleware` (outside every middleware added before it), timing into *metrics*."""
+    app.add_middleware(EdgeMiddleware, metrics=metrics, docs_paths=docs_paths)

@@ -16,9 +16,8 @@ No label carries personal data: routes are templates (``/v1/checks/{decision_id}
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import Annotated, Any
+from collections.abc import Iterator
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -30,12 +29,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.instance import Instance
 from trust.webhook_deliveries import PENDING
 from trust.webhook_models import messages_table
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DECISIONS = ("permit", "deny")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -79,19 +72,33 @@ class Metrics:
             ["decision"],
             registry=self.registry,
         )
-        for decision in DECISIONS:
-            self.checks.labels(decision=decision)  # both series exist from the start, at 0
+        # Both series exist from the start, at 0 (and labels() is not called per check).
+        self._decisions = {decision: self.checks.labels(decision=decision) for decision in DECISIONS}
         self.requests = Histogram(
             "datatrust_http_request_duration_seconds",
             "Time to answer an HTTP request, by route template, method and status class.",
             ["route", "method", "status"],
             registry=self.registry,
         )
+        self._request_series: dict[tuple[str, str, int], Histogram] = {}  # labels() once per series
         self.registry.register(StateCollector(instance))
 
     def check_decided(self, decision: str) -> None:
         """Count one answered check."""
-        self.checks.labels(decision=decision).inc()
+        series = self._decisions.get(decision)
+        if series is None:  # not a decision this app makes today, but counted all the same
+            series = self.checks.labels(decision=decision)
+        series.inc()
+
+    def request_answered(self, route: str | None, method: str, status: int, seconds: float) -> None:
+        """Time one answered http request: *route* is its template (None when no route matched)."""
+        method = method if method in METHODS else "other"
+        key = (UNMATCHED if route is None else route, method, status // 100)
+        series = self._request_series.get(key)
+        if series is None:  # a bounded set: route templates x METHODS x status classes
+            series = self.requests.labels(route=key[0], method=method, status=f"{key[2]}xx")
+            self._request_series[key] = series
+        series.observe(seconds)
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""
@@ -107,41 +114,8 @@ async def get_metrics(request: Request) -> Metrics:
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-class MetricsMiddleware:
-    """Times every http request into :attr:`Metrics.requests`."""
-
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Handle one ASGI call."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500  # unless the app answers
-        started = time.perf_counter()
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = getattr(scope.get("route"), "path", None)
-            method = str(scope.get("method", ""))
-            self.metrics.requests.labels(
-                route=route if isinstance(route, str) else UNMATCHED,
-                method=method if method in METHODS else "other",
-                status=f"{status // 100}xx",
-            ).observe(time.perf_counter() - started)
-
-
-def install(app: FastAPI) -> None:
-    """Give *app* its own :class:`Metrics` and add :class:`MetricsMiddleware`."""
+def install(app: FastAPI) -> Metrics:
+    """Give *app* its own :class:`Metrics` (requests are timed into it by :class:`api.logs.EdgeMiddleware`)."""
     metrics = Metrics(app.state.instance)
     app.state.metrics = metrics
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return metrics

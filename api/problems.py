@@ -71,6 +71,22 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def server_error(instance: str, request_id: str) -> JSONResponse:
+    """The 500 answered for an unhandled exception: nothing about the error itself, only the request id.
+
+    The exception's text and traceback (which may name files, queries or values) go to the log
+    line carrying the same request id; the caller quotes the id to find it.
+    """
+    return problem(
+        500,
+        slug="internal-error",
+        title="Internal server error",
+        detail=f"the server failed to answer this request; it was logged under request id {request_id}",
+        instance=instance,
+        request_id=request_id,
+    )
+
+
 def status_for(exc: DomainError) -> int:
     """HTTP status for a domain error."""
     if isinstance(exc, UnauthorisedError):
@@ -221,7 +237,8 @@ PROBLEM_RESPONSES: dict[str, str] = {
     "422": "The request is not valid: the problem's `errors` name each field and what is wrong with it.",
     "4XX": "The request was refused: 400 malformed, 401 sign in first, 403 not allowed, 404 not found, "
     "409 conflicts with the current state, 413 too large, 429 too many attempts (see Retry-After).",
-    "5XX": "503: the database is unavailable; try again after Retry-After seconds.",
+    "5XX": "500: the server failed (the problem's `request_id` names its log line); 503: the database is "
+    "unavailable, try again after Retry-After seconds.",
 }
 
 

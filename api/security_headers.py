@@ -1,14 +1,15 @@
 """Security headers on every response, and ``Secure`` on every cookie sent over https.
 
-:class:`SecurityHeadersMiddleware` adds, unless the response already set them:
+:func:`secure_headers` (applied to every http response by :class:`api.logs.EdgeMiddleware`)
+adds, unless the response already set them:
 
 * ``Content-Security-Policy``: HTML gets the pages' policy
   (:data:`api.routes.pages_public.CONTENT_SECURITY_POLICY`: scripts, styles and images from this
   app only); anything else (JSON, problem documents, feeds, static files) gets :data:`API_POLICY`,
   which allows nothing at all. The interactive API documentation (``/docs``, ``/redoc``) loads
-  FastAPI's script and style from its CDN: those pages get :data:`DOCS_POLICY`, which names the
-  CDN hosts and allows their one inline script or style by its SHA-256 hash. No policy here has
-  ``'unsafe-inline'``.
+  FastAPI's script and style from its CDN: those pages get :data:`DOCS_POLICY` (through
+  :func:`hold_docs_page`), which names the CDN hosts and allows their one inline script or style
+  by its SHA-256 hash. No policy here has ``'unsafe-inline'``.
 * ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``, ``X-Frame-Options: DENY``
   (with ``frame-ancestors 'none'`` in every policy).
 * ``Strict-Transport-Security: max-age=31536000``, only when the request came over https.
@@ -25,18 +26,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI
 
 from api.routes.pages_public import CONTENT_SECURITY_POLICY as PAGE_POLICY
 
-Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
 
 API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 # FastAPI's documentation pages: Swagger UI and ReDoc from jsDelivr, ReDoc's Google fonts, the favicon.
@@ -52,8 +51,17 @@ FIXED_HEADERS = {
     b"referrer-policy": b"no-referrer",
     b"x-frame-options": b"DENY",
 }
+CSP = b"content-security-policy"
+_API_POLICY = API_POLICY.encode()
+_PAGE_POLICY = PAGE_POLICY.encode()
+_HSTS = (b"strict-transport-security", HSTS.encode())
 _INLINE = re.compile(rb"<(script|style)>(.*?)</\1>", re.DOTALL)
 MAX_DOCS_PAGE = 64 * 1024  # FastAPI's documentation pages are about 1 kB
+
+
+def docs_paths(app: FastAPI) -> frozenset[str]:
+    """The paths of *app*'s API documentation pages (the ones :func:`hold_docs_page` is for)."""
+    return frozenset(p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p)
 
 
 def docs_policy(html: bytes) -> str:
@@ -70,71 +78,56 @@ def _secure_cookie(value: bytes) -> bytes:
     return value if b"secure" in attributes else value + b"; Secure"
 
 
-class SecurityHeadersMiddleware:
-    """Adds the headers described in the module documentation to every http response."""
+def secure_headers(raw: Iterable[tuple[bytes, bytes]], *, https: bool) -> Headers:
+    """*raw* response headers with the security headers added (and ``Secure`` cookies over https)."""
+    headers: Headers = []
+    present: set[bytes] = set()
+    content_type = b""
+    for key, value in raw:
+        name = key.lower()
+        present.add(name)
+        if name == b"content-type" and not content_type:
+            content_type = value
+        elif https and name == b"set-cookie":
+            value = _secure_cookie(value)  # noqa: PLW2901
+        headers.append((key, value))
+    if CSP not in present:
+        headers.append((CSP, _PAGE_POLICY if content_type.startswith(b"text/html") else _API_POLICY))
+    headers.extend((k, v) for k, v in FIXED_HEADERS.items() if k not in present)
+    if https and _HSTS[0] not in present:
+        headers.append(_HSTS)
+    return headers
 
-    def __init__(self, app: ASGIApp, *, docs_paths: frozenset[str] = frozenset()) -> None:
-        self.app = app
-        self.docs_paths = docs_paths
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Handle one ASGI call."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+def hold_docs_page(send: Send) -> Send:
+    """A send that holds a documentation page until its body is complete, then gives it its hashed policy.
+
+    The policy goes in as the page's own ``Content-Security-Policy`` (unless it has one), so
+    :func:`secure_headers` downstream keeps it. A page over :data:`MAX_DOCS_PAGE` gets
+    :data:`API_POLICY` instead. Until the body is complete nothing reaches *send*.
+    """
+    start: Message | None = None
+    body = bytearray()
+
+    async def hold(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
             return
-        https = scope.get("scheme") == "https"
-        if scope.get("path") in self.docs_paths:
-            await self._docs(scope, receive, send, https=https)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = self._headers(message.get("headers", []), https=https, policy=None)
+        if message["type"] != "http.response.body" or start is None:
             await send(message)
+            return
+        body.extend(message.get("body", b""))
+        if message.get("more_body", False) and len(body) <= MAX_DOCS_PAGE:
+            return
+        policy = docs_policy(bytes(body)) if len(body) <= MAX_DOCS_PAGE else API_POLICY
+        headers = list(start.get("headers", []))
+        if all(k.lower() != CSP for k, _ in headers):
+            headers.append((CSP, policy.encode()))
+        start["headers"] = headers
+        await send(start)
+        await send({**message, "body": bytes(body)})
+        start = None  # anything after this (there is nothing) goes straight through
+        body.clear()
 
-        await self.app(scope, receive, send_with_headers)
-
-    async def _docs(self, scope: Scope, receive: Receive, send: Send, *, https: bool) -> None:
-        """Hold a documentation page until its body is complete, so its inline blocks can be hashed."""
-        start: Message | None = None
-        body = bytearray()
-
-        async def hold(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                start = message
-                return
-            if message["type"] != "http.response.body" or start is None:
-                await send(message)
-                return
-            body.extend(message.get("body", b""))
-            if message.get("more_body", False) and len(body) <= MAX_DOCS_PAGE:
-                return
-            policy = docs_policy(bytes(body)) if len(body) <= MAX_DOCS_PAGE else API_POLICY
-            start["headers"] = self._headers(start.get("headers", []), https=https, policy=policy)
-            await send(start)
-            await send({**message, "body": bytes(body)})
-            start = None  # anything after this (there is nothing) goes straight through
-            body.clear()
-
-        await self.app(scope, receive, hold)
-
-    @staticmethod
-    def _headers(raw: list[tuple[bytes, bytes]], *, https: bool, policy: str | None) -> list[tuple[bytes, bytes]]:
-        headers = [(k, _secure_cookie(v) if https and k.lower() == b"set-cookie" else v) for k, v in raw]
-        present = {k.lower() for k, _ in headers}
-        if b"content-security-policy" not in present:
-            if policy is None:
-                content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-                policy = PAGE_POLICY if content_type.startswith(b"text/html") else API_POLICY
-            headers.append((b"content-security-policy", policy.encode()))
-        headers.extend((k, v) for k, v in FIXED_HEADERS.items() if k not in present)
-        if https and b"strict-transport-security" not in present:
-            headers.append((b"strict-transport-security", HSTS.encode()))
-        return headers
-
-
-def install(app: FastAPI) -> None:
-    """Add :class:`SecurityHeadersMiddleware` (outside every middleware added before it)."""
-    docs = frozenset(p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p)
-    app.add_middleware(SecurityHeadersMiddleware, docs_paths=docs)
+    return hold

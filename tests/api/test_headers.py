@@ -84,10 +84,12 @@ def sign_in_with_access_code(client: TestClient, instance: Instance) -> Any:
 
 @pytest.mark.parametrize("path", PATHS)
 def test_every_response_has_the_security_headers(client: TestClient, path: str) -> None:
-    """JSON, problems, pages, static files and redirects all carry CSP, nosniff, no-referrer and DENY."""
+    """JSON, problems, pages, static files and redirects all carry CSP, nosniff, no-referrer and DENY, once each."""
     response = client.get(path, follow_redirects=False)
     for name, value in ALWAYS.items():
-        assert response.headers.get(name) == value, (path, name, response.status_code)
+        assert response.headers.get_list(name) == [value], (path, name, response.status_code)
+    assert len(response.headers.get_list("content-security-policy")) == 1, path
+    assert len(response.headers.get_list("x-request-id")) == 1, path
     policy = response.headers["content-security-policy"]
     assert "'unsafe-inline'" not in policy
     assert "frame-ancestors 'none'" in policy
