@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ DEFAULT_OIDC_SCOPE = "openid email profile"
 _lock = threading.Lock()
 _keys: dict[Path, AuthKeys] = {}
 _settings: dict[tuple[Path, int, tuple[str | None, ...]], AuthSettings] = {}
+_recent: dict[tuple[Path, str], tuple[float, AuthSettings]] = {}  # for callers that accept max_age
 _ENV = (
     "DATATRUST_ISSUER",
     "DATATRUST_PUBLIC_URL",
@@ -140,8 +142,21 @@ def _bool(value: object) -> bool | None:
     return str(value).strip().lower() in {"1", "true", "yes", "on"}
 
 
-def auth_settings(data_dir: Path, *, origin: str) -> AuthSettings:
-    """Read ``[auth]`` and ``[oidc]`` from the trust's config, with environment overrides."""
+def auth_settings(data_dir: Path, *, origin: str, max_age: float = 0.0) -> AuthSettings:
+    """Read ``[auth]`` and ``[oidc]`` from the trust's config, with environment overrides.
+
+    The config file and environment are looked at on every call (a parsed config is reused
+    while the file is unchanged), unless *max_age* allows settings read within that many
+    seconds: the bearer-token path, which runs on every API request, passes 1 second
+    rather than ask the file system each time.
+    """
+    if max_age > 0:
+        recent = _recent.get((data_dir, origin))
+        if recent is not None and time.monotonic() - recent[0] < max_age:
+            return recent[1]
+        settings = auth_settings(data_dir, origin=origin)
+        _recent[(data_dir, origin)] = (time.monotonic(), settings)
+        return settings
     config_path = data_dir / "datatrust.toml"
     env = tuple(os.environ.get(name) for name in _ENV)
     mtime = config_path.stat().st_mtime_ns if config_path.exists() else 0

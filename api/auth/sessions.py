@@ -166,6 +166,17 @@ async def verify_csrf(request: Request) -> None:
         raise ForbiddenError(msg)
 
 
+def _csrf_nonce(cookie_header: str) -> str | None:
+    """The well-formed CSRF nonce in a Cookie header, if any."""
+    cookie = SimpleCookie()
+    try:
+        cookie.load(cookie_header)
+    except Exception:  # noqa: BLE001 - a malformed Cookie header is treated as no cookie
+        return None
+    morsel = cookie.get(CSRF_COOKIE)
+    return morsel.value if morsel is not None and _NONCE_RE.match(morsel.value) else None
+
+
 class AuthMiddleware:
     """Gives each browser a CSRF nonce cookie and notes whether the request came over https."""
 
@@ -177,28 +188,31 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        cookie = SimpleCookie()
-        try:
-            cookie.load(headers.get("cookie", ""))
-        except Exception:  # noqa: BLE001 - a malformed Cookie header is treated as no cookie
-            cookie = SimpleCookie()
-        morsel = cookie.get(CSRF_COOKIE)
-        nonce = morsel.value if morsel is not None and _NONCE_RE.match(morsel.value) else None
+        cookie_header = ""
+        authorised = False
+        for name, value in scope.get("headers", ()):  # ASGI header names are lower-case bytes
+            if name == b"cookie":
+                cookie_header = value.decode("latin-1")
+            elif name == b"authorization":
+                authorised = True
+        nonce = _csrf_nonce(cookie_header) if cookie_header else None
         fresh = None
-        if nonce is None and "authorization" not in headers:
+        if nonce is None and not authorised:
             fresh = secrets.token_urlsafe(24)
         scope.setdefault("state", {})["csrf_nonce"] = nonce or fresh
         https = scope.get("scheme") == "https"
+        reply = send
+        if fresh is not None:
 
-        async def send_with_cookie(message: Message) -> None:
-            if fresh is not None and message["type"] == "http.response.start":
-                value = f"{CSRF_COOKIE}={fresh}; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if https else "")
-                message["headers"] = [*message.get("headers", []), (b"set-cookie", value.encode("latin-1"))]
-            await send(message)
+            async def send_with_cookie(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    value = f"{CSRF_COOKIE}={fresh}; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if https else "")
+                    message["headers"] = [*message.get("headers", []), (b"set-cookie", value.encode("latin-1"))]
+                await send(message)
 
+            reply = send_with_cookie
         token = _served_over_https.set(https)
         try:
-            await self.app(scope, receive, send_with_cookie)
+            await self.app(scope, receive, reply)
         finally:
             _served_over_https.reset(token)

@@ -8,6 +8,7 @@ import hmac
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +18,10 @@ from joserfc.jwk import OKPKey
 
 from api.app import create_app
 from api.auth.keys import auth_keys
-from api.auth.tokens import TokenRegistry, issue_access_token
+from api.auth.tokens import LEEWAY_SECONDS, TokenRegistry, decode_access_token, issue_access_token
 from api.authz import POLICY, authorise
-from api.instance import Instance
+from api.instance import Instance, initialise
+from api.problems import UnauthorisedError
 from consent.principals import Principal, Role
 from ledger.errors import ForbiddenError
 from tests.api.test_auth_matrix import concrete, endpoints
@@ -233,3 +235,37 @@ def test_unknown_role_claim_is_refused(instance: Instance, api: TestClient) -> N
     """A token naming a role the trust does not have is refused."""
     token = issue_access_token(instance, admin_principal(), now=datetime.now(UTC), extra_claims={"roles": ["root"]})
     assert_refused(whoami(api, token), "unknown role")
+
+
+def test_a_verified_token_is_remembered_only_for_its_exact_bytes(instance: Instance, api: TestClient) -> None:
+    """Signatures are checked once per token; a lookalike with one changed signature byte is still refused."""
+    token = issue_access_token(instance, admin_principal(), now=datetime.now(UTC))
+    assert whoami(api, token).status_code == 200  # verified and remembered
+    head, body, signature = token.split(".")
+    raw = bytearray(base64.urlsafe_b64decode(signature + "=="))
+    raw[7] ^= 0x01
+    assert_refused(whoami(api, f"{head}.{body}.{b64(bytes(raw))}"), "signature")
+    assert whoami(api, token).status_code == 200
+
+
+def test_a_token_remembered_by_one_trust_is_refused_by_another(
+    instance: Instance, api: TestClient, tmp_path: Path
+) -> None:
+    """Two trusts in one process: a token verified by the first means nothing to the second."""
+    token = issue_access_token(instance, admin_principal(), now=datetime.now(UTC))
+    assert whoami(api, token).status_code == 200
+    other = initialise(tmp_path / "other", name="Other Trust", mission="Testing.", clock=lambda: datetime.now(UTC))
+    try:
+        with TestClient(create_app(other), base_url=BASE) as other_api:
+            assert_refused(whoami(other_api, token), "signature")
+    finally:
+        other.close()
+
+
+def test_a_remembered_token_still_expires(instance: Instance) -> None:
+    """Remembering the signature does not remember the claims: expiry is checked on every use."""
+    issued = datetime.now(UTC)
+    token = issue_access_token(instance, admin_principal(), now=issued, ttl_seconds=60)
+    assert decode_access_token(instance, token, now=issued)["sub"] == "person_admin"
+    with pytest.raises(UnauthorisedError, match="expired"):
+        decode_access_token(instance, token, now=issued + timedelta(seconds=60 + LEEWAY_SECONDS + 1))
