@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -84,13 +85,8 @@ class RuleResult:
         """The reason as the check answer shows it (a fresh dict and list every time)."""
         shown = self._shown
         if shown is None:
-            shown = {
-                "rule": self.rule,
-                "outcome": str(self.outcome),
-                "message": self.message,
-                "evidence": sorted(set(self.evidence)),
-            }
-            object.__setattr__(self, "_shown", shown)
+            shown = _show(self)
+            _set_shown(self, shown)
         copy = shown.copy()
         copy["evidence"] = shown["evidence"].copy()
         return copy
@@ -137,6 +133,39 @@ def rule_result(
     _set_obligations(result, obligations)
     _set_shown(result, None)
     return result
+
+
+_OUTCOME_TEXT = {outcome: str(outcome) for outcome in Outcome}  # plain strings, looked up faster than str()
+
+
+def _show(result: RuleResult) -> dict[str, Any]:
+    """*result* as the check answer shows it, built anew."""
+    evidence = result.evidence
+    return {
+        "rule": result.rule,
+        "outcome": _OUTCOME_TEXT.get(result.outcome) or str(result.outcome),
+        "message": result.message,
+        "evidence": list(evidence) if len(evidence) < 2 else sorted(set(evidence)),  # noqa: PLR2004 - already in order
+    }
+
+
+def show_reasons(results: Iterable[RuleResult]) -> list[dict[str, Any]]:
+    """``[result.to_json() for result in results]``, in one frame (a decision shows seven or so on every check).
+
+    A result shown before (the engine's cached results are shown once when cached) is copied;
+    one that was not (the consent rule's, new on every check) is built without being kept.
+    """
+    shown_all: list[dict[str, Any]] = []
+    append = shown_all.append
+    for result in results:
+        shown = result._shown  # noqa: SLF001 - the cache of this module's own class
+        if shown is None:
+            append(_show(result))
+        else:
+            copy = shown.copy()
+            copy["evidence"] = shown["evidence"].copy()
+            append(copy)
+    return shown_all
 
 
 def exclusion(subject: str, rule: str, reason: str, evidence: tuple[int, ...] = ()) -> Exclusion:

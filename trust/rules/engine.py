@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trust.rules import agreement, consent, ethics, organisation, proportionality, request, retention
-from trust.rules.base import Context, Exclusion, Outcome, ProposedAction, RuleResult, exclusion
+from trust.rules.base import Context, Exclusion, Outcome, ProposedAction, RuleResult, exclusion, show_reasons
 from trust.state import RequestState, TrustState
 
 GlobalRule = Callable[[Context], RuleResult]
@@ -62,7 +62,7 @@ class Decision:
                 "excluded": list(map(Exclusion.to_json, self.excluded)) if self.excluded else [],
             },
             "obligations": list(map(dict.copy, self.obligations)) if self.obligations else [],
-            "reasons": list(map(RuleResult.to_json, self.reasons)),
+            "reasons": show_reasons(self.reasons),
             "as_of": self.as_of,
             "evaluated_at": self.at,
         }
@@ -98,10 +98,15 @@ def _decision(  # noqa: PLR0917 - the fields of Decision, in order
 
 @dataclass(frozen=True, slots=True)
 class SplitRule:
-    """A rule that reads the subjects only in a last step: ``finish(ctx, prepare(ctx))``."""
+    """A rule that reads the subjects only in a last step: ``finish(ctx, prepare(ctx))``.
+
+    ``may_change(ctx, prepared)``, when given, tells from the action without its subjects whether
+    ``finish`` can return anything but *prepared*; when it says no, the cached engine skips ``finish``.
+    """
 
     prepare: GlobalRule
     finish: Callable[[Context, RuleResult], RuleResult]
+    may_change: Callable[[Context, RuleResult], bool] | None = None
 
     def __call__(self, ctx: Context) -> RuleResult:
         """Evaluate the whole rule."""
@@ -123,6 +128,10 @@ class _Shared:
     matcher: consent.Matcher
     obligations: tuple[dict[str, Any], ...]
     blocking: RuleResult | None  # the first of ``before`` that fails or is indeterminate
+    after_blocking: RuleResult | None  # the first of ``after`` that does (as prepared)
+    # (finish, prepared result) of each rule after the consent rule, when any of them has a finish step
+    steps: tuple[tuple[Callable[[Context, RuleResult], RuleResult] | None, RuleResult], ...] | None
+    open: bool  # nothing blocks and no finish step runs: one covered subject makes a permit with these results
 
 
 def _merge_obligations(results: Sequence[RuleResult]) -> tuple[dict[str, Any], ...]:
@@ -158,20 +167,21 @@ class Engine:
         # Names these rules in cache keys: engines with the same rules share cached results, and a key
         # holding the token hashes faster than one holding the rules themselves.
         self._rules = _RULE_TOKENS.setdefault((self._before, self._after), object())
-        self._finish = tuple(rule.finish if isinstance(rule, SplitRule) else None for rule in self._after)
 
     @classmethod
     def standard(cls) -> Engine:
         """The trust's rules, in the order the answer lists them."""
         return cls(
             before=(organisation.evaluate, agreement.evaluate, request.evaluate, ethics.evaluate),
-            after=(SplitRule(proportionality.prepare, proportionality.finish), retention.evaluate),
+            after=(
+                SplitRule(proportionality.prepare, proportionality.finish, proportionality.may_change),
+                retention.evaluate,
+            ),
             cache=True,
         )
 
-    def _shared(self, ctx: Context) -> _Shared:
+    def _shared(self, state: TrustState, action: ProposedAction, at: str) -> _Shared:
         """The results of the rules that do not read subjects, from the state's cache when it has them."""
-        state, action, at = ctx.state, ctx.action, ctx.at
         cache = state.rule_cache
         if cache.get(_GENERATION) != state.generation or len(cache) > CACHE_LIMIT:
             cache.clear()
@@ -190,13 +200,27 @@ class Engine:
         )
         shared: _Shared | None = cache.get(key)
         if shared is None:
+            ctx = Context(state, action, at, None, [], [], [])
             before = tuple(rule(ctx) for rule in self._before)
             special = ethics.needs_ethics(ctx)
             after = tuple(rule.prepare(ctx) if isinstance(rule, SplitRule) else rule(ctx) for rule in self._after)
+            finishes = tuple(
+                rule.finish
+                if isinstance(rule, SplitRule) and (rule.may_change is None or rule.may_change(ctx, prepared))
+                else None
+                for rule, prepared in zip(self._after, after, strict=True)
+            )
             matcher = consent.Matcher(action, special, ctx.request)
             blocking = next((r for r in before if r.outcome in _BLOCKING), None)
+            after_blocking = next((r for r in after if r.outcome in _BLOCKING), None)
             obligations = _merge_obligations(before + after)
-            shared = _Shared(before, ctx.request, special, after, matcher, obligations, blocking)
+            steps = tuple(zip(finishes, after, strict=True)) if any(finishes) else None
+            for result in before + after:  # shown on every check: work out their JSON once (see show_reasons)
+                result.to_json()
+            is_open = blocking is None and after_blocking is None and steps is None
+            shared = _Shared(
+                before, ctx.request, special, after, matcher, obligations, blocking, after_blocking, steps, is_open
+            )
             cache[key] = shared
         return shared
 
@@ -210,47 +234,72 @@ class Engine:
 
     def decide(self, state: TrustState, action: ProposedAction, *, at: str) -> Decision:
         """Evaluate *action* against *state* as of instant *at* (an ISO string from ``format_at``)."""
-        obligations: tuple[dict[str, Any], ...] | None = None  # a permit's, when known without merging again
+        if not self._cache:
+            with state.lock:
+                ctx = Context(state, action, at, None, [], [], [])
+                evaluated, first = self._evaluate(ctx)
+                as_of = state.head
+            return _conclude(ctx, tuple(evaluated), first, None, as_of)
         with state.lock:
+            shared = self._shared(state, action, at)
+            subjects = action.subjects
+            if shared.open and len(subjects) == 1:  # the commonest check, decided without the general steps below
+                seq = shared.matcher.quick_cover(state, subjects[0], at)
+                if seq is not None:
+                    results = (*shared.before, consent.one_covered(seq), *shared.after)
+                    return _decision("permit", subjects, (), shared.obligations, results, state.head, at)
             ctx = Context(state, action, at, None, [], [], [])
-            if not self._cache:
-                results, first = self._evaluate(ctx)
+            ctx.request, ctx.special = shared.request, shared.special
+            checked = shared.matcher.evaluate(ctx)
+            first = shared.blocking
+            if first is None and checked.outcome in _BLOCKING:
+                first = checked
+            # a permit's obligations, when known without merging again
+            obligations: tuple[dict[str, Any], ...] | None = shared.obligations
+            steps = shared.steps
+            if steps is None:
+                results = (*shared.before, checked, *shared.after)
+                if first is None:
+                    first = shared.after_blocking
             else:
-                shared = self._shared(ctx)
-                ctx.request, ctx.special = shared.request, shared.special
-                checked = shared.matcher.evaluate(ctx)
-                results = [*shared.before, checked]
-                first = shared.blocking
-                if first is None and checked.outcome in _BLOCKING:
-                    first = checked
-                unchanged = True
-                for finish, prepared in zip(self._finish, shared.after, strict=True):
+                after: list[RuleResult] = []
+                for finish, prepared in steps:
                     result = prepared if finish is None else finish(ctx, prepared)
                     if result is not prepared:
-                        unchanged = False
+                        obligations = None
                     if first is None and result.outcome in _BLOCKING:
                         first = result
-                    results.append(result)
-                if unchanged:
-                    obligations = shared.obligations
+                    after.append(result)
+                results = (*shared.before, checked, *after)
             as_of = state.head
-        permit = first is None and bool(ctx.permitted)
-        if permit:
-            permitted, excluded = tuple(ctx.permitted), tuple(ctx.exclusions)
-        else:
-            # A deny covers everyone: subjects who were individually covered are excluded by the blocking rule.
-            rule_name = first.rule if first else consent.NAME
-            reason = first.message if first else "no subject is covered"
-            if first is not None and first.outcome is Outcome.INDETERMINATE:
-                reason = f"{reason}" if NEEDS_REVIEW in reason else f"{reason}; {NEEDS_REVIEW}"
-            excluded = (*ctx.exclusions, *(exclusion(s, rule_name, reason) for s in ctx.permitted))
-            permitted = ()
+        return _conclude(ctx, results, first, obligations, as_of)
+
+
+def _conclude(
+    ctx: Context,
+    results: tuple[RuleResult, ...],
+    first: RuleResult | None,
+    obligations: tuple[dict[str, Any], ...] | None,
+    as_of: int,
+) -> Decision:
+    """The decision from every rule's result and the first that blocks a permit.
+
+    *obligations* are a permit's when already known (None: merged from *results*).
+    """
+    if first is None and ctx.permitted:
         return _decision(
-            "permit" if permit else "deny",
-            permitted,
-            excluded,
-            (_merge_obligations(results) if obligations is None else obligations) if permit else (),
-            tuple(results),
+            "permit",
+            tuple(ctx.permitted),
+            tuple(ctx.exclusions),
+            _merge_obligations(results) if obligations is None else obligations,
+            results,
             as_of,
-            at,
+            ctx.at,
         )
+    # A deny covers everyone: subjects who were individually covered are excluded by the blocking rule.
+    rule_name = first.rule if first else consent.NAME
+    reason = first.message if first else "no subject is covered"
+    if first is not None and first.outcome is Outcome.INDETERMINATE:
+        reason = f"{reason}" if NEEDS_REVIEW in reason else f"{reason}; {NEEDS_REVIEW}"
+    excluded = (*ctx.exclusions, *(exclusion(s, rule_name, reason) for s in ctx.permitted))
+    return _decision("deny", (), excluded, (), results, as_of, ctx.at)

@@ -54,6 +54,11 @@ def prepare(ctx: Context) -> RuleResult:
     )
 
 
+def may_change(ctx: Context, prepared: RuleResult) -> bool:
+    """Whether :func:`finish` can fail *prepared* (only a passing aggregate is counted again); reads no subject."""
+    return ctx.action.operation == "aggregate" and prepared.outcome is _PASS
+
+
 def finish(ctx: Context, prepared: RuleResult) -> RuleResult:
     """Fail an aggregate that passed :func:`prepare` when fewer subjects remain than its minimum cohort."""
     if ctx.action.operation != "aggregate" or not ctx.permitted or prepared.outcome is not _PASS:
