@@ -1,10 +1,14 @@
 """Durable appends per second through ``Ledger.append``, beside the raw insert ceiling of the same run.
 
 For each engine (SQLite in a temporary data directory, PostgreSQL in a scratch
-database) and for 1 and 16 writer threads, every thread calls ``Ledger.append``
-in a loop with realistic ``consent.granted`` / ``check.decided`` payloads; each
-call returns only once its entry is committed durably. We report appends/s and
-the p50/p99 latency of one call, and the batch sizes the sequencer achieved.
+database) and for 1 and 16 writers, every writer appends in a loop with
+realistic ``consent.granted`` / ``check.decided`` payloads; each append returns
+only once its entry is committed durably. Writers are threads calling
+``Ledger.append`` (``--mode thread``, the default) or asyncio tasks on one event
+loop awaiting ``Ledger.append_async`` (``--mode async``; ``--mode both`` runs
+both, side by side), on uvloop as uvicorn picks it (``--loop asyncio`` for the
+standard library's loop, ``--loop both`` for both). We report appends/s and the p50/p99 latency of one append,
+the process CPU time per append, and the batch sizes the sequencer achieved.
 
 The *raw ceiling* then replays exactly the same rows (entries and Merkle nodes,
 read back from the ledger's tables) into a fresh database with the plain DB-API
@@ -14,17 +18,22 @@ same durability (SQLite WAL + ``synchronous=FULL``; PostgreSQL
 
     .venv/bin/python bench/ledger_append.py            # default run (~1-2 minutes)
     .venv/bin/python bench/ledger_append.py --quick    # smaller run
+    .venv/bin/python bench/ledger_append.py --mode both   # thread writers and asyncio writers
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib.util
+import os
 import sqlite3
 import statistics
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,17 +60,8 @@ TARGETS = {"sqlite": 20_000, "postgresql": 15_000, "p99_ms": 10.0, "share_of_cei
 WARMUP = 300
 
 
-def run_ledger(url: str, *, threads: int, per_thread: int) -> dict[str, Any]:
-    """Append ``threads * per_thread`` entries from *threads* threads; return the figures and the batches."""
-    db = Database.from_url(url)
-    signer = Signer.generate("bench")
-    ledger = Ledger(db, signer=signer, origin=ORIGIN)
-    batches: list[int] = []
-    for number in range(WARMUP):
-        kind, payload = payload_for(number)
-        ledger.append(kind, payload, actor="org_bench", now=datetime.now(UTC))
-    ledger.add_listener(lambda entries: batches.append(len(entries)))
-    first_seq = ledger.size()
+def _thread_writers(ledger: Ledger, threads: int, per_thread: int) -> tuple[list[list[float]], float, float]:
+    """Run *threads* writer threads, each calling ``Ledger.append`` *per_thread* times; return latencies, wall, CPU."""
     latencies: list[list[float]] = [[] for _ in range(threads)]
     barrier = threading.Barrier(threads + 1)
 
@@ -82,7 +82,78 @@ def run_ledger(url: str, *, threads: int, per_thread: int) -> dict[str, Any]:
     started, cpu_started = time.perf_counter(), time.process_time()
     for thread in pool:
         thread.join()
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return latencies, time.perf_counter() - started, time.process_time() - cpu_started
+
+
+def _async_writers(
+    ledger: Ledger, tasks: int, per_task: int, *, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> tuple[list[list[float]], float, float]:
+    """Run *tasks* asyncio tasks on one loop, each awaiting ``Ledger.append_async`` *per_task* times, one at a time."""
+    latencies: list[list[float]] = [[] for _ in range(tasks)]
+
+    async def writer(index: int, start: asyncio.Event) -> None:
+        work = [payload_for(index * per_task + n) for n in range(per_task)]
+        out = latencies[index]
+        clock = time.perf_counter
+        await start.wait()
+        for kind, payload in work:
+            began = clock()
+            await ledger.append_async(kind, payload, actor="org_bench", now=datetime.now(UTC))
+            out.append(clock() - began)
+
+    async def main() -> tuple[float, float]:
+        start = asyncio.Event()
+        running = [asyncio.create_task(writer(i, start)) for i in range(tasks)]
+        await asyncio.sleep(0)  # every task has built its payloads and waits for the start
+        began, cpu_began = time.perf_counter(), time.process_time()
+        start.set()
+        await asyncio.gather(*running)
+        return time.perf_counter() - began, time.process_time() - cpu_began
+
+    loop = loop_factory()
+    try:
+        elapsed, cpu = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    return latencies, elapsed, cpu
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "uvloop":
+        import uvloop  # noqa: PLC0415 - only the async writers need it
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def _loops(choice: str) -> list[str]:
+    """The event loops to run the async writers on: ``auto`` is the one uvicorn picks (uvloop when installed)."""
+    if choice == "both":
+        return ["asyncio", "uvloop"]
+    if choice == "auto":
+        return ["uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"]
+    return [choice]
+
+
+def run_ledger(
+    url: str, *, threads: int, per_thread: int, mode: str = "thread", loop: str = "uvloop"
+) -> dict[str, Any]:
+    """Append ``threads * per_thread`` entries from *threads* writers; return the figures and the batches."""
+    db = Database.from_url(url)
+    signer = Signer.generate("bench")
+    ledger = Ledger(db, signer=signer, origin=ORIGIN)
+    batches: list[int] = []
+    for number in range(WARMUP):
+        kind, payload = payload_for(number)
+        ledger.append(kind, payload, actor="org_bench", now=datetime.now(UTC))
+    ledger.add_listener(lambda entries: batches.append(len(entries)))
+    first_seq = ledger.size()
+    load_before = os.getloadavg()
+    if mode == "async":
+        latencies, elapsed, cpu = _async_writers(ledger, threads, per_thread, loop_factory=_loop_factory(loop))
+    else:
+        latencies, elapsed, cpu = _thread_writers(ledger, threads, per_thread)
+    load_after = os.getloadavg()
     ledger.close()
     total = threads * per_thread
     with db.engine.connect() as conn:
@@ -110,6 +181,10 @@ def run_ledger(url: str, *, threads: int, per_thread: int) -> dict[str, Any]:
     flat = sorted(x for part in latencies for x in part)
     return {
         "threads": threads,
+        "mode": mode,
+        "writers": f"{threads} asyncio task(s) on one {loop} event loop" if mode == "async" else f"{threads} thread(s)",
+        "event_loop": loop if mode == "async" else None,
+        "loadavg_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
         "appends": total,
         "seconds": round(elapsed, 3),
         "appends_per_s": round(total / elapsed),
@@ -228,14 +303,16 @@ def ceiling_postgresql(run: dict[str, Any]) -> dict[str, Any]:
     return best
 
 
-def bench_engine(engine: str, *, single: int, threads: int, per_thread: int) -> list[dict[str, Any]]:
-    """Run the 1-writer and N-writer cases on one engine."""
+def bench_engine(
+    engine: str, *, single: int, threads: int, per_thread: int, mode: str = "thread", loop: str = "uvloop"
+) -> list[dict[str, Any]]:
+    """Run the 1-writer and N-writer cases on one engine, with writers of one *mode* (thread or async)."""
     database = sqlite_database if engine == "sqlite" else pg_database
     ceiling = ceiling_sqlite if engine == "sqlite" else ceiling_postgresql
     out = []
     for writers, count in ((1, single), (threads, per_thread)):
         with database("append") as url:
-            run = run_ledger(url, threads=writers, per_thread=count)
+            run = run_ledger(url, threads=writers, per_thread=count, mode=mode, loop=loop)
         raw = ceiling(run)
         sizes = Counter(run["_batches"])
         for key in [k for k in run if k.startswith("_")]:
@@ -266,10 +343,12 @@ def _print(run: dict[str, Any]) -> None:
     if "meets_targets" in run:
         verdict = "  targets " + ("MET" if run["meets_targets"] else "NOT MET")
     print(
-        f"{run['engine']:<10} {run['threads']:>2} writer(s): {run['appends_per_s']:>7,} appends/s  "
+        f"{run['engine']:<10} {run['mode']:<6} {run['event_loop'] or '':<7} {run['threads']:>2} writer(s): "
+        f"{run['appends_per_s']:>7,} appends/s  "
         f"p50 {run['latency_ms']['p50']:6.2f} ms  p99 {run['latency_ms']['p99']:6.2f} ms  "
         f"mean batch {run['mean_batch']:5.1f}  cpu {run['cpu_us_per_append']:5.1f} us/append  | raw ceiling {raw['rows_per_s']:>7,} rows/s "
-        f"({raw['method']})  = {run['share_of_ceiling']:.0%} of ceiling{verdict}",
+        f"({raw['method']})  = {run['share_of_ceiling']:.0%} of ceiling  "
+        f"load {run['loadavg_1m_before_after'][0]:.2f}->{run['loadavg_1m_before_after'][1]:.2f}{verdict}",
         flush=True,
     )
 
@@ -279,7 +358,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a smaller run (about 20 seconds)")
     parser.add_argument("--engine", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--threads", type=int, default=16, help="concurrent writer threads (default 16)")
+    parser.add_argument("--threads", type=int, default=16, help="concurrent writers (default 16)")
+    parser.add_argument(
+        "--mode",
+        choices=["thread", "async", "both"],
+        default="thread",
+        help="writers: threads calling Ledger.append (default), asyncio tasks awaiting Ledger.append_async, or both",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop", "both"],
+        default="auto",
+        help="event loop of the async writers: auto (default) is uvicorn's choice, uvloop when installed",
+    )
     args = parser.parse_args(argv)
     single, per_thread = (1_000, 500) if args.quick else (5_000, 3_000)
     machine = machine_info()
@@ -289,14 +380,26 @@ def main(argv: list[str] | None = None) -> int:
     if "postgresql" in engines and machine["postgresql_server"] is None:
         print("PostgreSQL is not reachable: skipping it", file=sys.stderr)
         engines.remove("postgresql")
+    modes = ["thread", "async"] if args.mode == "both" else [args.mode]
+    variants = [(mode, loop) for mode in modes for loop in (_loops(args.loop) if mode == "async" else ["-"])]
     runs = []
     for engine in engines:
-        runs.extend(bench_engine(engine, single=single, threads=args.threads, per_thread=per_thread))
+        for mode, loop in variants:
+            runs.extend(
+                bench_engine(engine, single=single, threads=args.threads, per_thread=per_thread, mode=mode, loop=loop)
+            )
+    command = "python bench/ledger_append.py" + (" --quick" if args.quick else "")
+    if args.engine != "both":
+        command += f" --engine {args.engine}"
+    if args.mode != "thread":
+        command += f" --mode {args.mode}"
+    if args.loop != "auto":
+        command += f" --loop {args.loop}"
     path = write_result(
         "ledger_append",
         {
             "benchmark": "ledger_append",
-            "command": "python bench/ledger_append.py" + (" --quick" if args.quick else ""),
+            "command": command,
             "machine": machine,
             "targets_16_writers": TARGETS,
             "runs": runs,

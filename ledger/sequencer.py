@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000
 Prepare = Callable[[Connection], dict[str, Any]]
+Done = Callable[["list[LedgerEntry] | BaseException"], None]
 Project = Callable[[Connection, LedgerEntry], None]
 
 
@@ -104,7 +105,8 @@ class _Unit:
     chain: _Unit | None = None  # the next caller of the batch this caller wakes when woken (spreads the wake-ups)
     promoted: bool = False  # the caller of this waiting unit was handed the lead
     closing: bool = False  # the marker close() queues behind all other work
-    proxied: bool = False  # queued by the main thread: the background thread leads for it
+    proxied: bool = False  # queued by the main thread or without waiting: the background thread leads for it
+    done: Done | None = None  # submitted without waiting: called with the outcome instead of a wake-up
 
 
 class _Waiting(deque[_Unit]):
@@ -188,6 +190,28 @@ class Sequencer:
         else:
             future.set_result(unit.outcome or [])
         return future
+
+    def submit_nowait(self, specs: list[AppendSpec], done: Done) -> None:
+        """Queue a unit and return at once; *done* is called with its entries (durable) or its error.
+
+        For callers that must not block, such as an event loop: the background thread
+        leads the commit, and *done* runs on it after the commit, before the next batch
+        is taken, so it must be quick and must not raise (hand the outcome to the
+        caller's own loop, e.g. with ``call_soon_threadsafe``).
+        """
+        if not specs:
+            msg = "nothing to append"
+            raise ValidationError(msg)
+        unit = _Unit(specs, checkpoint=False, proxied=True, done=done)
+        with self._mutex:
+            if self._closed:
+                msg = "the ledger is closed"
+                raise UnavailableError(msg)
+            self._queue.append(unit)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._standby.set()
 
     def close(self) -> None:
         """Finish queued work, sign a last checkpoint if this process appended since the last one, and stop."""
@@ -380,7 +404,12 @@ class Sequencer:
             unit.outcome = outcome
             if unit is own:
                 continue
-            if unit.proxied:
+            if unit.done is not None:
+                try:
+                    unit.done(outcome)
+                except Exception:  # a caller's hand-off must never stop the writer
+                    log.exception("ledger append callback failed")
+            elif unit.proxied:
                 unit.wake.release()
             else:
                 chained.append(unit)

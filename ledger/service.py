@@ -6,6 +6,8 @@ request. Appends block until durable; reads use short read transactions.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +34,15 @@ from ledger.projection import ProjectorRegistry
 from ledger.sequencer import AppendSpec, Prepare, Project, Sequencer
 
 MAX_PAGE = 1000
+
+
+def _resolve(future: asyncio.Future[list[LedgerEntry]], outcome: list[LedgerEntry] | BaseException) -> None:
+    if future.done():  # the awaiting task was cancelled: the entry is on the ledger all the same
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def system_clock() -> datetime:
@@ -113,6 +124,25 @@ class Ledger:
         """Append one entry and return it once durable (raises DomainError, nothing appended)."""
         spec = AppendSpec(kind, actor, now, payload=payload, prepare=prepare, project=project)
         return self._sequencer.submit([spec], checkpoint=checkpoint).result()[0]
+
+    async def append_async(self, kind: str, payload: dict[str, Any], *, actor: str, now: datetime) -> LedgerEntry:
+        """Append one entry from an event loop: await it without blocking the loop (durable when it returns).
+
+        The ledger's background thread commits it, in a group with whatever else is
+        waiting; the outcome comes back to this loop with one ``call_soon_threadsafe``.
+        If the awaiting task is cancelled, the entry is still appended.
+        """
+        spec = AppendSpec(kind, actor, now, payload=payload)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[LedgerEntry]] = loop.create_future()
+
+        def done(outcome: list[LedgerEntry] | BaseException) -> None:
+            # The loop may have closed meanwhile (cancelling the awaiting task): the entry stands all the same.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, future, outcome)
+
+        self._sequencer.submit_nowait([spec], done)
+        return (await future)[0]
 
     def append_all(self, specs: list[AppendSpec], *, checkpoint: bool = False) -> list[LedgerEntry]:
         """Append several entries atomically: all of them, in order, or none."""
