@@ -74,9 +74,44 @@ def serve(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes sharing the port and the trust (e.g. one per CPU core).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the API and pages of an initialised trust."""
-    _serve(Instance.open(data_dir), host, port)
+    instance = Instance.open(data_dir)  # refuses a directory that is not a trust; runs pending migrations once
+    if workers == 1:
+        _serve(instance, host, port)
+        return
+    _serve_workers(instance, host, port, workers)
+
+
+def _serve_workers(instance: Instance, host: str, port: int, workers: int) -> None:
+    import uvicorn  # noqa: PLC0415 - only the serving commands need it
+
+    from api.logs import configure_logging  # noqa: PLC0415
+    from api.workers import DATA_DIR_ENV  # noqa: PLC0415
+
+    name, data_dir = instance.name, instance.data_dir.resolve()
+    instance.close()  # each worker opens the trust itself
+    configure_logging()
+    os.environ[DATA_DIR_ENV] = str(data_dir)
+    out.print(f"Serving [bold]{name}[/] on http://{host}:{port}/ with {workers} worker processes (Ctrl-C to stop)")
+    uvicorn.run(
+        "api.workers:worker_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+    )
 
 
 def _serve(instance: Instance, host: str, port: int) -> None:
@@ -84,10 +119,12 @@ def _serve(instance: Instance, host: str, port: int) -> None:
 
     from api.app import create_app  # noqa: PLC0415
     from api.logs import configure_logging  # noqa: PLC0415
+    from api.workers import freeze_startup_objects  # noqa: PLC0415
 
     configure_logging()  # JSON lines on standard error; our request log replaces uvicorn's access log
     out.print(f"Serving [bold]{instance.name}[/] on http://{host}:{port}/ (Ctrl-C to stop)")
     app_ = create_app(instance, close_on_shutdown=True, background=True)
+    freeze_startup_objects()
     uvicorn.run(app_, host=host, port=port, log_level="warning", log_config=None, access_log=False)
 
 

@@ -1,15 +1,17 @@
 """Benchmark: ``POST /v1/checks`` over HTTP (issue 6, "Benchmarks").
 
-The real app runs under uvicorn on 127.0.0.1 (one process, a data directory on
-SQLite) with a small seeded trust: org_a with an agreement, an approved request
+The real app runs under uvicorn on 127.0.0.1 (one process, or ``--workers N``; a data
+directory on SQLite, or ``--engine postgresql``) with a small seeded trust: org_a with an agreement, an approved request
 with its ethics approval, and a few thousand consenting people. Load comes from a
 separate process, Debian's ``wrk`` (``apt-get install wrk``), posting one-subject
 check bodies (a random consenting person each time) with a partner's bearer token
 over 32 connections. Every answer is a recorded decision, durable before it is
-sent (group commit). In the same run, a bare FastAPI endpoint that parses the
-same body and answers a constant is measured the same way: the ceiling.
+sent (group commit). In the same run, two bare FastAPI endpoints that parse the
+same body and answer a constant are measured the same way, with as many processes:
+an ``async def`` one (the ceiling: no thread hop) and a plain ``def`` one.
 
-Run: ``.venv/bin/python bench/check_http.py [--seconds 20] [--connections 32]``.
+Run: ``.venv/bin/python bench/check_http.py [--seconds 20] [--connections 32] [--workers N]
+[--engine sqlite|postgresql]``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _common import WORK, cpu_seconds, free_port, machine_info, wait_for_port, write_result
+from _common import WORK, cpu_seconds, free_port, machine_info, pg_database, wait_for_port, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 ORG = "org_a"
@@ -48,7 +50,7 @@ end
 """
 
 
-def seed(data_dir: Path, *, subjects: int) -> str:
+def seed(data_dir: Path, *, subjects: int, database_url: str | None = None) -> str:
     """Initialise a trust in *data_dir*, record a small trust on its ledger, return a partner token."""
     sys.path.insert(0, str(ROOT))
     from api.auth.tokens import issue_access_token  # noqa: PLC0415 - the parent needs the app, the load does not
@@ -58,7 +60,11 @@ def seed(data_dir: Path, *, subjects: int) -> str:
     from tests.trust.rules_story import Story, baseline  # noqa: PLC0415
 
     instance = initialise(
-        data_dir, name="Bench Trust", mission="Benchmarking the check.", clock=lambda: datetime.now(UTC)
+        data_dir,
+        name="Bench Trust",
+        mission="Benchmarking the check.",
+        clock=lambda: datetime.now(UTC),
+        database_url=database_url,
     )
     try:
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
@@ -76,40 +82,78 @@ def seed(data_dir: Path, *, subjects: int) -> str:
         instance.close()
 
 
-def serve(data_dir: str | None, port: int) -> None:
-    """Serve the real app on *data_dir*, or (``None``) the bare endpoint, until killed."""
-    import uvicorn  # noqa: PLC0415
+def bare_app(*, is_async: bool = True) -> Any:
+    """A bare FastAPI app whose one endpoint validates the check body and answers a constant."""
     from fastapi import FastAPI  # noqa: PLC0415
 
-    from api.app import create_app  # noqa: PLC0415
-    from api.instance import Instance  # noqa: PLC0415
     from api.routes.checks import CheckIn  # noqa: PLC0415
 
-    if data_dir is None:
-        app = FastAPI()
+    app = FastAPI()
 
-        def bare(body: CheckIn) -> dict[str, Any]:
-            return {"decision": "permit", "subjects": len(body.subjects)}
+    async def bare_async(body: CheckIn) -> dict[str, Any]:
+        return {"decision": "permit", "subjects": len(body.subjects)}
 
-        # This module's annotations are strings, and FastAPI resolves them in the module's globals,
-        # where CheckIn is not: without this it read ``body`` as a query parameter and answered 422.
-        bare.__annotations__ = {"body": CheckIn, "return": dict[str, Any]}
-        app.post("/v1/checks")(bare)
+    def bare_def(body: CheckIn) -> dict[str, Any]:
+        return {"decision": "permit", "subjects": len(body.subjects)}
 
-    else:
-        app = create_app(Instance.open(Path(data_dir)), close_on_shutdown=True)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    bare = bare_async if is_async else bare_def
+    # This module's annotations are strings, and FastAPI resolves them in the module's globals,
+    # where CheckIn is not: without this it read ``body`` as a query parameter and answered 422.
+    bare.__annotations__ = {"body": CheckIn, "return": dict[str, Any]}
+    app.post("/v1/checks")(bare)
+    return app
+
+
+def bare_async_app() -> Any:
+    """Factory for uvicorn's worker processes: the bare ``async def`` endpoint."""
+    return bare_app(is_async=True)
+
+
+def bare_def_app() -> Any:
+    """Factory for uvicorn's worker processes: the bare plain ``def`` endpoint (run in the thread pool)."""
+    return bare_app(is_async=False)
+
+
+def real_app() -> Any:
+    """Factory for uvicorn's worker processes: the real app on the trust in ``BENCH_DATA_DIR``."""
+    from api.app import create_app  # noqa: PLC0415
+    from api.instance import Instance  # noqa: PLC0415
+
+    return create_app(Instance.open(Path(os.environ["BENCH_DATA_DIR"])), close_on_shutdown=True)
+
+
+def serve(what: str, port: int, workers: int) -> None:
+    """Serve the real app on the data directory *what*, or a bare endpoint (``@async``, ``@def``), until killed."""
+    import uvicorn  # noqa: PLC0415
+
+    factory = {"@async": "bare_async_app", "@def": "bare_def_app"}.get(what, "real_app")
+    if factory == "real_app":
+        os.environ["BENCH_DATA_DIR"] = what
+    sys.path.insert(0, str(Path(__file__).parent))
+    uvicorn.run(
+        f"check_http:{factory}",
+        factory=True,
+        workers=workers,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 @contextlib.contextmanager
-def server(data_dir: Path | None) -> Iterator[tuple[int, int]]:
-    """Run :func:`serve` in a child process; yield its port and pid once it answers."""
+def server(what: str, *, workers: int, database_url: str | None) -> Iterator[tuple[int, list[int]]]:
+    """Run :func:`serve` in a child process; yield its port and the pids doing the work once it answers."""
     port = free_port()
-    args = [sys.executable, __file__, "--serve", str(data_dir) if data_dir else "-", "--port", str(port)]
-    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    args = [sys.executable, __file__, "--serve", what, "--port", str(port), "--workers", str(workers)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DATATRUST_DATABASE_URL", None)
+    if database_url:
+        env["DATATRUST_DATABASE_URL"] = database_url
+    proc = subprocess.Popen(args, cwd=ROOT, env=env)
     try:
         wait_for_port(port, proc)
-        yield port, proc.pid
+        yield port, _working_pids(proc.pid, workers)
     finally:
         proc.terminate()
         try:
@@ -118,13 +162,21 @@ def server(data_dir: Path | None) -> Iterator[tuple[int, int]]:
             proc.kill()
 
 
+def _working_pids(pid: int, workers: int) -> list[int]:
+    """*pid* itself with one worker, else its uvicorn worker processes (children started by spawn)."""
+    if workers == 1:
+        return [pid]
+    children = [c for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
 def _seconds(text: str) -> float:
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
-def load(port: int, pid: int, script: Path, *, seconds: int, connections: int) -> dict[str, Any]:
-    """Run wrk against *port* and read its summary, with server *pid*'s CPU time per answer."""
+def load(port: int, pids: list[int], script: Path, *, seconds: int, connections: int) -> dict[str, Any]:
+    """Run wrk against *port* and read its summary, with the server processes' CPU time per answer."""
     wrk = shutil.which("wrk")
     if wrk is None:
         msg = "wrk is not installed (apt-get install -y wrk)"
@@ -133,9 +185,9 @@ def load(port: int, pid: int, script: Path, *, seconds: int, connections: int) -
     warm = [wrk, "-t1", "-c8", "-d3s", "-s", str(script), url]
     subprocess.run(warm, capture_output=True, check=True, timeout=60)
     args = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s", "-s", str(script), url]
-    cpu_before = cpu_seconds(pid)
+    cpu_before = sum(cpu_seconds(pid) for pid in pids)
     out = subprocess.run(args, capture_output=True, check=True, timeout=seconds + 60).stdout.decode()
-    cpu_used = cpu_seconds(pid) - cpu_before  # steady whatever else the machine is running
+    cpu_used = sum(cpu_seconds(pid) for pid in pids) - cpu_before  # steady whatever else the machine is running
     latency = dict(re.findall(r"\s(50|75|90|99)%\s+([\d.]+(?:us|ms|s|m))", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)$", out, re.MULTILINE)
@@ -153,54 +205,71 @@ def load(port: int, pid: int, script: Path, *, seconds: int, connections: int) -
 
 
 def main() -> None:
-    """Seed, serve, load, print and write ``bench/results/check_http.json``."""
+    """Seed, serve, load, print and write ``bench/results/check_http*.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--subjects", type=int, default=3000)
+    parser.add_argument("--workers", type=int, default=1, help="server processes, for ours and the bare endpoints")
+    parser.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
-        serve(None if args.serve == "-" else args.serve, args.port)
+        serve(args.serve, args.port, args.workers)
         return
     WORK.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="check-http-", dir=WORK))
+    figures: dict[str, dict[str, Any]] = {}
+    loads: dict[str, list[float]] = {}
     try:
-        data_dir = scratch / "trust"
-        token = seed(data_dir, subjects=args.subjects)
-        script = scratch / "check.lua"
-        values = {"token": token, "prefix": BODY_PREFIX, "suffix": BODY_SUFFIX, "subjects": args.subjects}
-        script.write_text(LUA % values)
-        with server(data_dir) as (port, pid):
-            checks = load(port, pid, script, seconds=args.seconds, connections=args.connections)
-        load_after_checks = [round(x, 2) for x in os.getloadavg()]
-        with server(None) as (port, pid):
-            bare = load(port, pid, script, seconds=args.seconds, connections=args.connections)
+        with contextlib.ExitStack() as stack:
+            database_url = stack.enter_context(pg_database("check_http")) if args.engine == "postgresql" else None
+            data_dir = scratch / "trust"
+            token = seed(data_dir, subjects=args.subjects, database_url=database_url)
+            script = scratch / "check.lua"
+            values = {"token": token, "prefix": BODY_PREFIX, "suffix": BODY_SUFFIX, "subjects": args.subjects}
+            script.write_text(LUA % values)
+            for name, what in (("checks", str(data_dir)), ("bare_async", "@async"), ("bare_def", "@def")):
+                with server(what, workers=args.workers, database_url=database_url) as (port, pids):
+                    figures[name] = load(port, pids, script, seconds=args.seconds, connections=args.connections)
+                loads[name] = [round(x, 2) for x in os.getloadavg()]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    checks, bare_async, bare_def = figures["checks"], figures["bare_async"], figures["bare_def"]
     result = {
         "benchmark": "check_http",
         "machine": machine_info(),
-        "server": "uvicorn, 1 process, SQLite (WAL) data directory; wrk -t1 in a separate process",
+        "server": (
+            f"uvicorn (uvloop, httptools), {args.workers} process(es), "
+            f"{'SQLite (WAL) data directory' if args.engine == 'sqlite' else 'PostgreSQL on 127.0.0.1'}; "
+            "wrk -t1 in a separate process on the same 2 cores"
+        ),
+        "workers": args.workers,
+        "engine": args.engine,
         "connections": args.connections,
         "seconds": args.seconds,
         "consenting_subjects": args.subjects,
         "checks": checks,
-        "bare_fastapi": bare,
-        "ratio_to_bare": round(checks["per_s"] / bare["per_s"], 2) if bare["per_s"] else None,
-        "load_average_after_checks": load_after_checks,
-        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "bare_fastapi_async": bare_async,
+        "bare_fastapi_def": bare_def,
+        "ratio_to_bare_async": round(checks["per_s"] / bare_async["per_s"], 2) if bare_async["per_s"] else None,
+        "ratio_to_bare_def": round(checks["per_s"] / bare_def["per_s"], 2) if bare_def["per_s"] else None,
+        "load_average_after": loads,
     }
     print(
-        f"checks: {checks['per_s']:,}/s p50 {checks['p50_ms']} ms p99 {checks['p99_ms']} ms "
-        f"(non-2xx {checks['non_2xx']}); bare FastAPI: {bare['per_s']:,}/s p99 {bare['p99_ms']} ms; "
-        f"ratio {result['ratio_to_bare']}; load {result['load_average']}"
+        f"checks: {checks['per_s']:,}/s p50 {checks['p50_ms']} ms p99 {checks['p99_ms']} ms, "
+        f"{checks['server_cpu_us_per_request']} µs CPU each (non-2xx {checks['non_2xx']}); "
+        f"bare async def: {bare_async['per_s']:,}/s ({bare_async['server_cpu_us_per_request']} µs); "
+        f"bare def: {bare_def['per_s']:,}/s ({bare_def['server_cpu_us_per_request']} µs); "
+        f"ratio {result['ratio_to_bare_async']} / {result['ratio_to_bare_def']}; load {loads}"
     )
     print(json.dumps(checks))
-    print(f"wrote {write_result('check_http', result)}")
-    if checks["non_2xx"] or bare["non_2xx"]:
-        sys.exit(f"error: non-2xx answers (checks {checks['non_2xx']}, bare {bare['non_2xx']}): the figures are void")
+    suffix = "" if (args.workers, args.engine) == (1, "sqlite") else f"_{args.engine}_{args.workers}w"
+    print(f"wrote {write_result('check_http' + suffix, result)}")
+    failed = {name: f["non_2xx"] for name, f in figures.items() if f["non_2xx"]}
+    if failed:
+        sys.exit(f"error: non-2xx answers {failed}: the figures are void")
 
 
 if __name__ == "__main__":

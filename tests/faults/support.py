@@ -84,10 +84,11 @@ def free_port() -> int:
 class Server:
     """``datatrust serve`` in a subprocess on 127.0.0.1; its output goes to a log file."""
 
-    def __init__(self, data_dir: Path, log: Path, *, database_url: str | None = None) -> None:
+    def __init__(self, data_dir: Path, log: Path, *, database_url: str | None = None, workers: int = 1) -> None:
         self.data_dir = data_dir
         self.log = log
         self.database_url = database_url
+        self.workers = workers
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -103,6 +104,7 @@ class Server:
             "127.0.0.1",
             "--port",
             str(self.port),
+            *(["--workers", str(self.workers)] if self.workers != 1 else []),
         ]
         with self.log.open("ab") as handle:
             self.process = subprocess.Popen(
@@ -150,6 +152,16 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         return self.process.wait(timeout=60)
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the server's worker processes (with ``--workers``; not multiprocessing's helpers)."""
+        assert self.process is not None
+        found: list[int] = []
+        for thread in Path(f"/proc/{self.process.pid}/task").iterdir():
+            for pid in (thread / "children").read_text().split():
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(int(pid))
+        return found
 
     def output(self) -> str:
         """What the server printed so far."""

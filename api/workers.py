@@ -1,0 +1,55 @@
+"""``datatrust serve --workers N``: one app per worker process, all on the same trust.
+
+uvicorn starts the worker processes and shares the listening socket between them; each
+calls :func:`worker_app`, which opens the trust named by ``DATATRUST_WORKER_DATA_DIR``.
+Every process has its own ledger writer, check index and caches. What keeps them one trust:
+
+* appends from every process go to one chain: each group commit takes the database's write
+  lock (PostgreSQL advisory lock, SQLite ``BEGIN IMMEDIATE``) and re-reads the head;
+* each check index follows the ledger (``trust.checks``: a withdrawal recorded by one
+  worker binds checks in the others within one poll, 0.2 s);
+* a partner's suspension binds at once in the worker that recorded it and within 1 s in the
+  others (``api.auth.standing``);
+* the governance closer and the webhook worker run in every process and never record a
+  decision or send a delivery twice (both re-check inside the writer's transaction).
+
+``/metrics`` answers from the process that took the request: scrape a single-worker server
+when you need exact counters.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from api.app import create_app
+from api.instance import Instance
+from api.logs import configure_logging
+
+DATA_DIR_ENV = "DATATRUST_WORKER_DATA_DIR"
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process (uvicorn calls this factory in each process it starts)."""
+    data_dir = os.environ.get(DATA_DIR_ENV)
+    if not data_dir:
+        msg = f"{DATA_DIR_ENV} is not set: start workers with `datatrust serve --workers N`"
+        raise RuntimeError(msg)
+    configure_logging()
+    app = create_app(Instance.open(Path(data_dir)), close_on_shutdown=True, background=True)
+    freeze_startup_objects()
+    return app
+
+
+def freeze_startup_objects() -> None:
+    """Move everything alive after start-up (the check index above all) out of the garbage collector's sight.
+
+    The index holds a few objects per consent and lives as long as the process; a full
+    collection walks every tracked object, ~80 ms per 100,000 subjects, and nothing in the
+    index is ever cyclic garbage. Called once, when a server process is about to serve.
+    """
+    gc.collect()
+    gc.freeze()
