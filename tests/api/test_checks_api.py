@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.instance import Instance
+from api.routes.checks import CheckOut
 from tests.factories import bearer, partner_principal, trustee_principal
 from tests.trust.rules_story import BASELINE_CHECK, MICROSECOND, Story, baseline, ledger_sink
 from trust.checks import MAX_SUBJECTS
@@ -45,6 +46,8 @@ def _check(client: TestClient, headers: dict[str, str], body: dict[str, Any] | N
 
 def _assert_answer_shape(answer: dict[str, Any]) -> None:
     assert set(answer) == ANSWER | ADDED
+    # The route encodes the recorded decision itself; it must be exactly what CheckOut documents.
+    assert CheckOut.model_validate(answer).model_dump(mode="json") == answer
     assert set(answer["subjects"]) == {"permitted", "excluded"}
     for exclusion in answer["subjects"]["excluded"]:
         assert set(exclusion) == {"subject", "rule", "reason"}
