@@ -156,12 +156,9 @@ class Server:
     def worker_pids(self) -> list[int]:
         """The process ids of the server's worker processes (with ``--workers``; not multiprocessing's helpers)."""
         assert self.process is not None
-        found: list[int] = []
-        for thread in Path(f"/proc/{self.process.pid}/task").iterdir():
-            for pid in (thread / "children").read_text().split():
-                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    found.append(int(pid))
-        return found
+        tasks = Path(f"/proc/{self.process.pid}/task").iterdir()
+        children = [pid for task in tasks for pid in (task / "children").read_text().split()]
+        return [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
     def output(self) -> str:
         """What the server printed so far."""
