@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ from sqlalchemy import create_engine
 
 from api.app import create_app
 from api.instance import Instance
-from api.logs import ACCESS_LOGGER, PROJECT_LOGGERS, JsonFormatter
+from api.logs import ACCESS_LOGGER
 from consent.service import withdraw_consent
 from ledger.db import Database
 from tests.factories import admin_principal, bearer, partner_bearer, partner_principal, trustee_principal
@@ -234,23 +233,6 @@ def test_incoming_request_id_is_honoured_only_when_safe(client: TestClient, inco
     got = answered.headers["x-request-id"]
     assert (got == incoming) is kept
     assert re.fullmatch(r"[A-Za-z0-9._-]{1,64}", got)
-
-
-@pytest.fixture
-def json_log() -> Iterator[io.StringIO]:
-    """Every record, as the server writes it: JSON lines formatted when logged (inside the request)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root, project = logging.getLogger(), [logging.getLogger(name) for name in PROJECT_LOGGERS]
-    saved = [logger.level for logger in project]
-    root.addHandler(handler)
-    for logger in project:
-        logger.setLevel(logging.INFO)
-    yield stream
-    root.removeHandler(handler)
-    for logger, level in zip(project, saved, strict=True):
-        logger.setLevel(level)
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.instance import Instance
-from api.logs import ACCESS_LOGGER, PROJECT_LOGGERS, JsonFormatter
+from api.logs import ACCESS_LOGGER
 from api.security_headers import API_POLICY
 
 PROBLEM = "application/problem+json"
@@ -74,23 +73,6 @@ def web(app: FastAPI) -> Iterator[TestClient]:
     """A client that would raise any exception reaching the server (none should)."""
     with TestClient(app) as test_client:
         yield test_client
-
-
-@pytest.fixture
-def json_log() -> Iterator[io.StringIO]:
-    """Every record as the server writes it: JSON lines."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root, project = logging.getLogger(), [logging.getLogger(name) for name in PROJECT_LOGGERS]
-    saved = [logger.level for logger in project]
-    root.addHandler(handler)
-    for logger in project:
-        logger.setLevel(logging.INFO)
-    yield stream
-    root.removeHandler(handler)
-    for logger, level in zip(project, saved, strict=True):
-        logger.setLevel(level)
 
 
 def access_lines(stream: io.StringIO) -> list[dict[str, Any]]:

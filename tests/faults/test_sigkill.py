@@ -9,31 +9,16 @@ directory) and on PostgreSQL (a fresh database per test).
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import drop_pg_database, fresh_pg_database
 from tests.faults.support import CONSENT, Load, Server, cli, consent_ack, ledger_entries, prepare_trust, running
 
 pytestmark = pytest.mark.slow
 
 KILL_AFTER = 120  # acknowledgements before the kill: well into the burst
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """None for SQLite in the data directory, else the URL of a fresh migrated PostgreSQL database."""
-    if request.param == "sqlite":
-        yield None
-        return
-    name, url = fresh_pg_database(request.getfixturevalue("pg_template"))
-    try:
-        yield url
-    finally:
-        drop_pg_database(name)
 
 
 def test_nothing_acknowledged_is_lost_when_the_server_is_killed(tmp_path: Path, database_url: str | None) -> None:

@@ -10,32 +10,18 @@ on PostgreSQL (a fresh database per test).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import drop_pg_database, fresh_pg_database
 from tests.faults.support import CHECK, Load, Server, cli, ledger_entries, prepare_trust, running
 from tests.faults.test_two_servers import DEADLINE, HEALTH_CONSENT
 
 pytestmark = pytest.mark.slow
 CONSECUTIVE = 20  # answers in a row, each on a new connection (so from either worker)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """None for SQLite in the data directory, else the URL of a fresh migrated PostgreSQL database."""
-    if request.param == "sqlite":
-        yield None
-        return
-    name, url = fresh_pg_database(request.getfixturevalue("pg_template"))
-    try:
-        yield url
-    finally:
-        drop_pg_database(name)
 
 
 def test_two_workers_append_to_one_chain(tmp_path: Path, database_url: str | None) -> None:

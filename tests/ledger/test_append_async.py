@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -48,22 +48,6 @@ def run(request: pytest.FixtureRequest) -> LoopRunner:
     """Each test once on the standard event loop and once on uvloop."""
     factory: Callable[[], asyncio.AbstractEventLoop] = request.param
     return LoopRunner(factory)
-
-
-@pytest.fixture
-def signer() -> Signer:
-    """The log key of the test's ledgers."""
-    return Signer.generate(ORIGIN)
-
-
-@pytest.fixture
-def ledger(db_url: str, signer: Signer) -> Iterator[Ledger]:
-    """A bare ledger (no projections) on each database engine."""
-    db = Database.from_url(db_url)
-    opened = Ledger(db, signer=signer, origin=ORIGIN)
-    yield opened
-    opened.close()
-    db.dispose()
 
 
 class Gate:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,22 +22,6 @@ from ledger.keys import Signer
 from ledger.service import Ledger
 
 ORIGIN = "datatrust.test/concurrency"
-
-
-@pytest.fixture
-def signer() -> Signer:
-    """The log key every writer of the test shares."""
-    return Signer.generate(ORIGIN)
-
-
-@pytest.fixture
-def ledger(db_url: str, signer: Signer) -> Iterator[Ledger]:
-    """A bare ledger (no projections) on each database engine."""
-    db = Database.from_url(db_url)
-    opened = Ledger(db, signer=signer, origin=ORIGIN)
-    yield opened
-    opened.close()
-    db.dispose()
 
 
 def _verify(ledger: Ledger) -> int:
