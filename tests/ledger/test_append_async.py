@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -33,9 +34,18 @@ class LoopRunner:
         self.factory = factory
 
     def __call__(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run *coro* as ``asyncio.run`` does (pending tasks are cancelled before the loop closes)."""
-        with asyncio.Runner(loop_factory=self.factory) as runner:
-            return runner.run(coro)
+        """Run *coro* as ``asyncio.run`` does (pending tasks are cancelled before the loop closes).
+
+        On a thread of its own, as a server's loop is: the test process's main thread may already
+        have a loop marked running (Playwright's sync API in the browser tests keeps one).
+        """
+
+        def run() -> T:
+            with asyncio.Runner(loop_factory=self.factory) as runner:
+                return runner.run(coro)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-event-loop") as pool:
+            return pool.submit(run).result()
 
 
 @pytest.fixture(

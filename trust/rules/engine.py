@@ -36,6 +36,12 @@ NEEDS_REVIEW = "needs review by trustees"
 _BLOCKING = (Outcome.FAIL, Outcome.INDETERMINATE)  # outcomes that make the answer deny
 
 
+def _fresh_obligation(obligation: dict[str, Any]) -> dict[str, Any]:
+    """A copy of *obligation* whose list value (a geography) is a copy too: an answer never shares the cache's."""
+    value = obligation.get("value")
+    return {**obligation, "value": list(value)} if isinstance(value, list) else dict(obligation)
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The engine's answer, before it is recorded."""
@@ -61,7 +67,7 @@ class Decision:
                 "permitted": list(self.permitted),
                 "excluded": list(map(Exclusion.to_json, self.excluded)) if self.excluded else [],
             },
-            "obligations": list(map(dict.copy, self.obligations)) if self.obligations else [],
+            "obligations": list(map(_fresh_obligation, self.obligations)) if self.obligations else [],
             "reasons": show_reasons(self.reasons),
             "as_of": self.as_of,
             "evaluated_at": self.at,
