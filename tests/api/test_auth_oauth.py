@@ -7,7 +7,6 @@ signed with the partner's own key for ``private_key_jwt``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from joserfc.jwk import ECKey, OKPKey
 
 from api.app import create_app
 from api.instance import Instance
+from tests.event_loop import run_on_new_loop
 from tests.factories import admin_principal, bearer, make_client, make_organisation
 
 BASE = "https://trust.test"
@@ -45,7 +45,7 @@ def _b64(text: str) -> bytes:
 
 def run(coro: Any) -> Any:
     """Run one coroutine to completion (each test owns its event loop)."""
-    return asyncio.run(coro)
+    return run_on_new_loop(coro)
 
 
 def oauth_client(app: FastAPI, client_id: str, credential: Any, method: str, **kwargs: Any) -> AsyncOAuth2Client:

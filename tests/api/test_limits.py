@@ -5,7 +5,6 @@ Driven over HTTP against the full app. Every refusal is a problem document and r
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Iterator, MutableMapping
@@ -19,6 +18,7 @@ from api.app import create_app
 from api.instance import Instance
 from api.limits import BODY_LIMITS, DEFAULT_MAX_BODY_BYTES, MAX_JSON_DEPTH, json_depth_exceeds
 from consent.principals import Role
+from tests.event_loop import run_on_new_loop
 from tests.factories import admin_principal, bearer, ethics_principal, make_person, partner_bearer
 
 PROBLEM = "application/problem+json"
@@ -131,7 +131,7 @@ def test_a_declared_length_over_the_limit_is_refused_unread(instance: Instance) 
         "server": ("testserver", 443),
         "state": {},
     }
-    asyncio.run(app(scope, receive, send))
+    run_on_new_loop(app(scope, receive, send))
     start = next(m for m in messages if m["type"] == "http.response.start")
     assert start["status"] == 413
     assert (b"content-type", PROBLEM.encode()) in start["headers"]

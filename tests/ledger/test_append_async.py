@@ -6,7 +6,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -21,6 +20,7 @@ from ledger.errors import DomainError, UnavailableError, ValidationError
 from ledger.export import verify_live
 from ledger.keys import Signer
 from ledger.service import Ledger
+from tests.event_loop import run_on_new_loop
 
 ORIGIN = "datatrust.test/append-async"
 WAIT = 20.0  # seconds a test waits for the other side before it gives up (a hang guard, never a measurement)
@@ -34,18 +34,8 @@ class LoopRunner:
         self.factory = factory
 
     def __call__(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run *coro* as ``asyncio.run`` does (pending tasks are cancelled before the loop closes).
-
-        On a thread of its own, as a server's loop is: the test process's main thread may already
-        have a loop marked running (Playwright's sync API in the browser tests keeps one).
-        """
-
-        def run() -> T:
-            with asyncio.Runner(loop_factory=self.factory) as runner:
-                return runner.run(coro)
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-event-loop") as pool:
-            return pool.submit(run).result()
+        """Run *coro* as ``asyncio.run`` does, on a thread of its own (see :func:`run_on_new_loop`)."""
+        return run_on_new_loop(coro, self.factory)
 
 
 @pytest.fixture(
@@ -195,7 +185,7 @@ def test_refused_before_the_writer(ledger: Ledger, kind: str, payload: dict[str,
             await ledger.append_async(kind, payload, actor=actor, now=datetime.now(UTC))
         assert ledger._sequencer._queue.qsize() == 0
 
-    asyncio.run(main())  # refused before any loop is involved: the standard loop suffices
+    LoopRunner(asyncio.new_event_loop)(main())  # refused before any loop is involved: the standard loop suffices
     assert ledger.size() == 0
     assert ledger.append("check.decided", {"n": 2}, actor="org_a", now=datetime.now(UTC)).seq == 0
 
