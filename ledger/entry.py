@@ -151,16 +151,30 @@ def _exact_int(text: str) -> int:
 
 
 def _flat(value: dict[str, Any]) -> bool:
-    """Whether *value* maps strings (exactly ``str``) to strings, booleans, nulls or lists of strings only."""
+    """Whether *value* maps strings (exactly ``str``) to strings, booleans, nulls, exact integers or lists of strings.
+
+    An integer (exactly ``int``) within RFC 8785's exact range is written by the
+    encoder as its decimal digits, which is what RFC 8785 writes for it.
+    """
     for key, item in value.items():
         kind = type(item)
-        if type(key) is not str or not (kind is str or kind is bool or item is None or kind is list):
+        if type(key) is not str:
+            return False
+        if kind is int:
+            if not -_SAFE_INT <= item <= _SAFE_INT:
+                return False
+            continue
+        if not (kind is str or kind is bool or item is None or kind is list):
             return False
         if kind is list:
             for element in item:
                 if type(element) is not str:
                     return False
     return True
+
+
+# One encoder for every payload (``json.dumps`` with options builds a new one per call).
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False).encode
 
 
 def _fast_canonical(value: dict[str, Any]) -> bytes | None:
@@ -173,12 +187,12 @@ def _fast_canonical(value: dict[str, Any]) -> bytes | None:
     the input catches anything the encoder coerced (non-string keys, tuples).
     """
     try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
+        text = _encode(value)
     except (TypeError, ValueError):
         return None
     if not text.isascii():
         return None
-    if _flat(value):  # nothing the encoder could coerce and no number: parsing it back would change nothing
+    if _flat(value):  # nothing the encoder could coerce, no float: parsing it back would change nothing
         return text.encode()
     try:
         back = json.loads(text, parse_float=_no_float, parse_int=_exact_int)

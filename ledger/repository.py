@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
@@ -142,24 +143,85 @@ def insert_nodes(conn: Connection, rows: list[dict[str, object]]) -> None:
 
 _INSERT_ENTRIES_SQL = "INSERT INTO ledger_entries (seq, kind, at, actor, leaf_hash, body) VALUES "
 _INSERT_NODES_SQL = "INSERT INTO ledger_tree_nodes (level, idx, hash) VALUES "
-_PG_CHUNK = 4000  # rows per statement: keeps PostgreSQL under its 65,535 bind parameters
+_PG_LOCK_SQL = f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_ID})"
+_PG_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE: no transaction open
+# PostgreSQL, inside the caller's transaction: entries and nodes in ONE statement of fixed text, whatever
+# the batch size (so psycopg parses it once and prepares it), each column one array literal (a string
+# psycopg sends as it is, not a parameter per value); the nodes are inserted only if the entries were.
+_PG_INSERT_SQL = (
+    "WITH e AS (INSERT INTO ledger_entries (seq, kind, at, actor, leaf_hash, body) "
+    "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bytea[], %s::bytea[]) "
+    "RETURNING 1) "
+    "INSERT INTO ledger_tree_nodes (level, idx, hash) "
+    "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[]) WHERE EXISTS (SELECT 1 FROM e)"
+)
+# PostgreSQL, the guarded form (see ``append_if_head``): the entries are inserted only if the head is
+# (size - 1, prev), or the ledger empty for size 0. Uncorrelated subqueries, evaluated once with the
+# statement's snapshot, which READ COMMITTED takes when the statement starts (so after the lock is held).
+# It returns how many entries it inserted: all of them, or none.
+_PG_GUARDED_INSERT_SQL = (
+    "WITH e AS (INSERT INTO ledger_entries (seq, kind, at, actor, leaf_hash, body) "
+    "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bytea[], %s::bytea[]) "
+    "WHERE (SELECT coalesce(max(seq) + 1, 0) FROM ledger_entries) = %s::bigint "
+    "AND (%s::bigint = 0 OR EXISTS (SELECT 1 FROM ledger_entries WHERE seq = %s::bigint - 1 AND leaf_hash = %s)) "
+    "RETURNING 1), "
+    "n AS (INSERT INTO ledger_tree_nodes (level, idx, hash) "
+    "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[]) WHERE EXISTS (SELECT 1 FROM e)) "
+    "SELECT count(*) FROM e"
+)
+
+
+def _bytea_array(values: Sequence[bytes]) -> str:
+    """A PostgreSQL array literal of ``bytea`` values (hex format)."""
+    if not values:
+        return "{}"
+    return '{"\\\\x' + '","\\\\x'.join([value.hex() for value in values]) + '"}'
+
+
+def _text_array(values: Sequence[str]) -> str:
+    """A PostgreSQL array literal of strings, each quoted and escaped."""
+    if not values:
+        return "{}"
+    return '{"' + '","'.join([v.replace("\\", "\\\\").replace('"', '\\"') for v in values]) + '"}'
+
+
+def _pg_insert_params(entries: list[NewEntryRow], nodes: list[NewNodeRow]) -> list[object]:
+    seqs, kinds, ats, actors, leaves, bodies = zip(*entries, strict=True)
+    params: list[object] = [
+        _int_array(seqs),
+        '{"' + '","'.join(kinds) + '"}',  # entry kinds are names from KINDS: nothing to escape
+        '{"' + '","'.join(ats) + '"}',  # timestamps written by format_at: nothing to escape
+        _text_array(actors),
+        _bytea_array(leaves),
+        _bytea_array(bodies),
+    ]
+    if nodes:
+        levels, indices, hashes = zip(*nodes, strict=True)
+        params += (_int_array(levels), _int_array(indices), _bytea_array(hashes))
+    else:
+        params += ("{}", "{}", "{}")
+    return params
 
 
 class BatchWriter:
-    """The sequencer's hot path, as plain DB-API calls inside the connection's current transaction.
+    """The sequencer's hot path, as plain DB-API calls on the connection's driver connection.
 
     The same statements as :func:`head`, :func:`insert_entries` and
     :func:`insert_nodes`, without SQLAlchemy's per-row work; rows are tuples in
-    column order. On PostgreSQL the advisory lock and the head read travel in
-    one round trip (two statements: the head is read with a snapshot taken after
-    the lock is granted), and entries and nodes in one ``INSERT`` (a writable
-    CTE). Driver errors are raised as they are (``sqlite3.Error``, ``psycopg.Error``).
+    column order. :meth:`lock_and_head` and :meth:`insert` run inside the
+    connection's current (SQLAlchemy) transaction: on PostgreSQL the advisory
+    lock and the head read travel in one round trip (two statements: the head
+    is read with a snapshot taken after the lock is granted), and entries and
+    nodes in one ``INSERT`` (a writable CTE). :meth:`append_if_head` runs a whole
+    transaction of its own, guarded by the head. Driver errors are raised as they are
+    (``sqlite3.Error``, ``psycopg.Error``).
     """
 
     def __init__(self, conn: Connection) -> None:
         self.is_postgresql = conn.dialect.name == "postgresql"
-        dbapi_connection: Any = conn.connection.dbapi_connection
-        self._cursor: Any = dbapi_connection.cursor()
+        self._driver: Any = cast("Any", conn.connection.dbapi_connection)
+        self._cursor: Any = self._driver.cursor()
+        self._insert_cursor: Any = None  # PostgreSQL: the guarded insert's result, read after the pipeline
 
     def lock_and_head(self) -> tuple[int, bytes] | None:
         """Take the cross-process append lock (PostgreSQL) and return the head, like :func:`head`."""
@@ -174,27 +236,93 @@ class BatchWriter:
 
     def insert(self, entries: list[NewEntryRow], nodes: list[NewNodeRow]) -> None:
         """Insert entry rows and tree node rows."""
+        if not entries:
+            return
         cursor = self._cursor
-        if not self.is_postgresql:
-            if entries:
-                cursor.executemany(_INSERT_ENTRIES_SQL + "(?, ?, ?, ?, ?, ?)", entries)
+        if self.is_postgresql:
+            cursor.execute(_PG_INSERT_SQL, _pg_insert_params(entries, nodes))
+            return
+        cursor.executemany(_INSERT_ENTRIES_SQL + "(?, ?, ?, ?, ?, ?)", entries)
+        if nodes:
+            cursor.executemany(_INSERT_NODES_SQL + "(?, ?, ?)", nodes)
+
+    def append_if_head(self, entries: list[NewEntryRow], nodes: list[NewNodeRow], *, size: int, prev: bytes) -> bool:
+        """Append *entries* (prepared from a head read earlier) in a transaction of their own, if still valid.
+
+        Takes the cross-process lock, then checks that the ledger still has
+        *size* entries, the last one's leaf hash being *prev* (nothing else
+        appended since the head the rows were built on); only then inserts the
+        rows, and commits. Returns True once they are committed (durable), False
+        if the head had moved: nothing was written, and the caller must redo its
+        batch from the current head. It returns False, too, if the
+        connection is already in a transaction (not its own to commit).
+
+        On PostgreSQL the whole transaction travels in one round trip (psycopg's
+        pipeline mode): ``BEGIN``, the advisory lock, one ``INSERT … SELECT``
+        guarded by the head (a later statement than the lock, so READ COMMITTED
+        reads the head with a snapshot taken once the lock is held), ``COMMIT``; an
+        empty transaction is committed when the guard fails. The callers' entries
+        are durable once the ``COMMIT``'s answer has come back.
+        """
+        if not entries:
+            msg = "append_if_head needs entries"
+            raise ValueError(msg)
+        if self.is_postgresql:
+            return self._pg_append_if_head(entries, nodes, size=size, prev=prev)
+        if self._driver.in_transaction:  # not ours to commit: let the caller take its usual path
+            return False
+        cursor = self._cursor
+        cursor.execute("BEGIN IMMEDIATE")  # the write lock, before the head is read
+        try:
+            cursor.execute(_HEAD_SQL)
+            row = cursor.fetchone()
+            if (0 if row is None else row[0] + 1) != size or (row is not None and bytes(row[1]) != prev):
+                cursor.execute("ROLLBACK")
+                return False
+            cursor.executemany(_INSERT_ENTRIES_SQL + "(?, ?, ?, ?, ?, ?)", entries)
             if nodes:
                 cursor.executemany(_INSERT_NODES_SQL + "(?, ?, ?)", nodes)
-            return
-        for start in range(0, max(len(entries), len(nodes)), _PG_CHUNK):
-            part_e, part_n = entries[start : start + _PG_CHUNK], nodes[start : start + _PG_CHUNK]
-            statements: list[str] = []
-            params: list[object] = []
-            if part_e:
-                statements.append(_INSERT_ENTRIES_SQL + ",".join(["(%s,%s,%s,%s,%s,%s)"] * len(part_e)))
-                params.extend(v for row in part_e for v in row)
-            if part_n:
-                statements.append(_INSERT_NODES_SQL + ",".join(["(%s,%s,%s)"] * len(part_n)))
-                params.extend(v for row in part_n for v in row)
-            if len(statements) == 1:
-                cursor.execute(statements[0], params)
-            else:
-                cursor.execute(f"WITH e AS ({statements[0]}) {statements[1]}", params)
+            cursor.execute("COMMIT")
+        except BaseException:
+            if self._driver.in_transaction:
+                self._driver.rollback()
+            raise
+        return True
+
+    def _pg_append_if_head(
+        self, entries: list[NewEntryRow], nodes: list[NewNodeRow], *, size: int, prev: bytes
+    ) -> bool:
+        driver = self._driver
+        if driver.info.transaction_status != _PG_IDLE:  # not ours to commit: let the caller take its usual path
+            return False
+        params = _pg_insert_params(entries, nodes)
+        params[6:6] = (size, size, size, prev)  # the guard's, in the entries' part of the statement
+        if self._insert_cursor is None:
+            self._insert_cursor = driver.cursor()
+        control, insert = self._cursor, self._insert_cursor
+        # Autocommit, so that psycopg sends no BEGIN of its own (followed by a sync, a round trip): ours
+        # is queued with the rest, and everything goes when the pipeline ends, answered at once.
+        driver.autocommit = True
+        try:
+            with driver.pipeline():
+                control.execute("BEGIN")
+                control.execute(_PG_LOCK_SQL)
+                insert.execute(_PG_GUARDED_INSERT_SQL, params)
+                control.execute("COMMIT")
+            row = insert.fetchone()
+        except BaseException:
+            if driver.info.transaction_status != _PG_IDLE:  # a statement failed: the transaction is aborted
+                with contextlib.suppress(Exception):
+                    driver.rollback()
+            raise
+        finally:
+            if driver.info.transaction_status == _PG_IDLE:  # else the connection is broken: it is discarded
+                driver.autocommit = False
+        inserted = 0 if row is None else int(row[0])
+        if inserted not in (0, len(entries)):  # pragma: no cover - one statement inserts all rows or none
+            msg = f"the guarded insert wrote {inserted} of {len(entries)} entries"
+            raise RuntimeError(msg)
+        return inserted == len(entries)
 
 
 def insert_checkpoint(conn: Connection, *, size: int, root: bytes, note: str, signed_at: str) -> None:

@@ -8,7 +8,12 @@ waiting, its own first, opens one transaction, takes the cross-process lock
 that several processes never fork the chain, assigns sequence numbers, runs
 each unit's ``prepare`` and ``project`` callbacks inside a savepoint, inserts
 the entries and the Merkle nodes they complete, optionally signs a checkpoint,
-and commits once. Only after the commit returns (durable) are the callers
+and commits once. A batch of plain entries (payload given; no callback,
+projector or checkpoint to run) is instead built before the lock, from the head
+this process last wrote, and written by one guarded transaction (on PostgreSQL
+one round trip): lock, check that the head is still that one, insert, commit.
+If another process appended meanwhile, nothing is written and the batch is
+redone the first way. Only after the commit returns (durable) are the callers
 released: "adding an entry returns a durably assigned sequence number, or an
 error". The leader then passes the lead to the oldest caller still waiting, if
 any. A lone caller therefore appends on its own thread with no hand-off at
@@ -149,10 +154,12 @@ class Sequencer:
         self._queue = _Waiting()
         self._leading = False  # a caller (or the timer) holds the lead: only it touches the state below
         self._state: _State | None = None
+        self._contended = False  # another process appended lately: build batches under the lock, not before
         self._last_cp_size = -1
         self._last_cp_time: datetime | None = None
         self._listeners: list[Callable[[list[LedgerEntry]], None]] = []
         self._conn: Connection | None = None  # the writer's connection, kept while appends keep coming
+        self._writer: repository.BatchWriter | None = None  # statements on _conn's driver connection
         self._storage_errors: tuple[type[BaseException], ...] = (
             DBAPIError,
             PoolTimeoutError,  # no pooled connection came free in time
@@ -327,8 +334,15 @@ class Sequencer:
             self._conn = self._db.write_engine.connect()
         return self._conn
 
+    def _batch_writer(self, conn: Connection) -> repository.BatchWriter:
+        """The hot path's statements on *conn* (the writer's connection), made once per connection."""
+        if self._writer is None:
+            self._writer = repository.BatchWriter(conn)
+        return self._writer
+
     def _release_connection(self, *, broken: bool = False) -> None:
         """Give the connection back to the pool (when idle), or discard it after an error."""
+        self._writer = None
         conn, self._conn = self._conn, None
         if conn is None:
             return
@@ -343,7 +357,10 @@ class Sequencer:
         current = writer.lock_and_head()
         size = 0 if current is None else current[0] + 1
         state = self._state
-        if state is None or state.tree.size != size or (current is not None and state.prev != current[1]):
+        moved = state is None or state.tree.size != size or (current is not None and state.prev != current[1])
+        if state is not None:  # a head we wrote is still the head: we are likely the only writer again
+            self._contended = moved
+        if state is None or moved:
             tree = repository.load_compact_range(conn, size)
             state = _State(tree, bytes(32) if current is None else current[1])
             latest = repository.latest_checkpoint(conn)
@@ -357,20 +374,25 @@ class Sequencer:
         """Write *batch* in one transaction and settle every unit (*own* is the leader's, nobody waits on it)."""
         outcomes: list[list[LedgerEntry] | BaseException] = []
         committed: list[LedgerEntry] = []
+        signed: tuple[int, datetime] | None = None
         try:
             conn = self._connection()
-            with conn.begin():
-                writer = repository.BatchWriter(conn)
-                state = self._sync(conn, writer)
-                entry_rows: list[repository.NewEntryRow] = []
-                node_rows: list[repository.NewNodeRow] = []
-                for unit in batch:
-                    result = self._apply_unit(conn, unit, state, entry_rows, node_rows)
-                    outcomes.append(result)
-                    if isinstance(result, list):
-                        committed.extend(result)
-                writer.insert(entry_rows, node_rows)
-                signed = self._sign_if_due(conn, batch, state, has_entries=bool(entry_rows))
+            writer = self._batch_writer(conn)
+            state = self._write_alone(writer, batch, outcomes, committed)
+            if state is None:  # the batch needs the lock while it is built, or another process appended
+                outcomes.clear()
+                committed.clear()
+                with conn.begin():
+                    state = self._sync(conn, writer)
+                    entry_rows: list[repository.NewEntryRow] = []
+                    node_rows: list[repository.NewNodeRow] = []
+                    for unit in batch:
+                        result = self._apply_unit(conn, unit, state, entry_rows, node_rows)
+                        outcomes.append(result)
+                        if isinstance(result, list):
+                            committed.extend(result)
+                    writer.insert(entry_rows, node_rows)
+                    signed = self._sign_if_due(conn, batch, state, has_entries=bool(entry_rows))
         except self._storage_errors as exc:
             log.warning("ledger append failed: %s: %s", exc.__class__.__name__, _describe(exc))
             self._fail(batch, UnavailableError(f"the ledger could not be written: {_describe(exc)}"), own=own)
@@ -382,13 +404,86 @@ class Sequencer:
         self._state = state
         if signed is not None:
             self._last_cp_size, self._last_cp_time = signed
-        if committed:  # listeners (in-memory indexes) see the entries before any caller is released
+        if committed and self._listeners:  # listeners (in-memory indexes) see the entries before any caller is released
             for listener in self._listeners:
                 try:
                     listener(committed)
                 except Exception:
                     log.exception("ledger listener failed")
         self._settle(batch, outcomes, own=own)
+
+    def _write_alone(
+        self,
+        writer: repository.BatchWriter,
+        batch: list[_Unit],
+        outcomes: list[list[LedgerEntry] | BaseException],
+        committed: list[LedgerEntry],
+    ) -> _State | None:
+        """Build a batch of plain entries from the cached head, then write it in a guarded transaction of its own.
+
+        Returns the new state once the entries are committed; None if the batch
+        is not eligible (a unit runs callbacks or projectors, a checkpoint is
+        due, no head is cached, other processes appended lately) or if the head
+        moved (another process appended, or entries were removed): then nothing
+        was written, and the caller redoes the batch under the lock from the
+        current head, discarding what this put in *outcomes* and *committed*.
+        """
+        cached = self._state
+        if cached is None or self._contended or not self._plain(batch) or self._checkpoint_due(batch, self._clock()):
+            return None
+        state = cached.copy()
+        tree = state.tree
+        prev = state.prev
+        entry_rows: list[repository.NewEntryRow] = []
+        node_rows: list[repository.NewNodeRow] = []
+        append_row, append_entry = entry_rows.append, committed.append
+        push = tree.push
+        for unit in batch:
+            try:  # the only check left that may refuse a plain unit: refuse it whole, before building any of it
+                ats = [format_at(spec.at) for spec in unit.specs]
+            except DomainError as exc:
+                outcomes.append(exc)
+                continue
+            entries: list[LedgerEntry] = []
+            for spec, at in zip(unit.specs, ats, strict=True):
+                payload_bytes = spec.payload_bytes
+                assert payload_bytes is not None  # noqa: S101 - checked above
+                seq = tree.size
+                kind, actor = spec.kind, spec.actor
+                body, leaf = build_entry(seq=seq, kind=kind, at=at, actor=actor, prev=prev, payload_bytes=payload_bytes)
+                entry = LedgerEntry(seq, kind, at, actor, prev, _payload_of(spec, body), body, leaf)
+                push(leaf, node_rows)
+                prev = leaf
+                append_row((seq, kind, at, actor, leaf, body))
+                entries.append(entry)
+                append_entry(entry)
+            outcomes.append(entries)
+        state.prev = prev
+        if entry_rows and not writer.append_if_head(entry_rows, node_rows, size=cached.tree.size, prev=cached.prev):
+            log.debug("ledger head moved (another writer appended): redoing the batch under the lock")
+            self._state = None
+            self._contended = True  # until a batch under the lock finds our head still current
+            return None
+        return state
+
+    def _plain(self, batch: list[_Unit]) -> bool:
+        """Whether every unit has entries, each with its payload, and nothing to run for any of them."""
+        projected = self.projectors.by_kind
+        for unit in batch:
+            if not unit.specs:
+                return False
+            for spec in unit.specs:
+                if spec.payload_bytes is None or spec.prepare is not None or spec.project is not None:
+                    return False
+                if projected and projected.get(spec.kind):
+                    return False
+        return True
+
+    def _checkpoint_due(self, batch: list[_Unit], now: datetime) -> bool:
+        """Whether a unit asks for a checkpoint, or the interval since the last one passed."""
+        return any(u.checkpoint for u in batch) or (
+            self._last_cp_time is None or (now - self._last_cp_time).total_seconds() >= self._interval
+        )
 
     @staticmethod
     def _settle(batch: list[_Unit], outcomes: list[list[LedgerEntry] | BaseException], *, own: _Unit | None) -> None:
@@ -423,9 +518,7 @@ class Sequencer:
     ) -> tuple[int, datetime] | None:
         """Sign a checkpoint in this transaction if asked or if the interval passed; return (size, time)."""
         now = self._clock()
-        want = any(u.checkpoint for u in batch) or (
-            self._last_cp_time is None or (now - self._last_cp_time).total_seconds() >= self._interval
-        )
+        want = self._checkpoint_due(batch, now)
         if want and not has_entries:  # another writer (process) may have signed this size already
             latest = repository.latest_checkpoint(conn)
             self._last_cp_size = max(self._last_cp_size, -1 if latest is None else latest[0])
@@ -450,9 +543,6 @@ class Sequencer:
         entry_rows: list[repository.NewEntryRow],
         node_rows: list[repository.NewNodeRow],
     ) -> list[LedgerEntry] | BaseException:
-        def on_node(level: int, idx: int, value: bytes) -> None:
-            node_rows.append((level, idx, value))
-
         if not unit.specs:  # a checkpoint request, or the closing marker
             return []
         if len(unit.specs) == 1:
@@ -476,7 +566,7 @@ class Sequencer:
                 )
                 entry = LedgerEntry(seq, spec.kind, at, spec.actor, prev, _payload_of(spec, body), body, leaf)
                 self.projectors.apply(conn, entry)
-                state.tree.append(leaf, on_node)
+                state.tree.push(leaf, node_rows)
                 state.prev = leaf
                 entry_rows.append((seq, spec.kind, at, spec.actor, leaf, body))
                 return [entry]
@@ -495,10 +585,6 @@ class Sequencer:
         new_nodes: list[repository.NewNodeRow] = []
         new_rows: list[repository.NewEntryRow] = []
         entries: list[LedgerEntry] = []
-
-        def on_node(level: int, idx: int, value: bytes) -> None:
-            new_nodes.append((level, idx, value))
-
         savepoint = conn.begin_nested()
         try:
             for spec in unit.specs:
@@ -515,7 +601,7 @@ class Sequencer:
                 self.projectors.apply(conn, entry)
                 if spec.project is not None:
                     spec.project(conn, entry)
-                work.tree.append(leaf, on_node)
+                work.tree.push(leaf, new_nodes)
                 work.prev = leaf
                 new_rows.append((seq, spec.kind, at, spec.actor, leaf, body))
                 entries.append(entry)
