@@ -236,6 +236,12 @@ def test_refused_in_the_writer_fails_alone(ledger: Ledger, run: LoopRunner) -> N
     assert _verify(ledger) == 3
 
 
+def _broken(conn: Connection, entry: LedgerEntry) -> None:
+    """A projector whose SQL fails (a storage error, not a refusal) for entries marked ``boom``."""
+    if entry.payload.get("boom"):
+        conn.execute(text("INSERT INTO no_such_table (x) VALUES (1)"))
+
+
 @pytest.mark.parametrize("may_refuse", [False, True], ids=["plain-projector", "refusing-projector"])
 def test_storage_error_fails_the_batch_and_the_writer_recovers(
     ledger: Ledger, run: LoopRunner, may_refuse: bool
@@ -243,12 +249,8 @@ def test_storage_error_fails_the_batch_and_the_writer_recovers(
     """A storage error in the writer raises UnavailableError in the awaiting task, appends nothing; the next batch goes on."""
     gate = Gate()
 
-    def broken(conn: Connection, entry: LedgerEntry) -> None:
-        if entry.payload.get("boom"):
-            conn.execute(text("INSERT INTO no_such_table (x) VALUES (1)"))
-
     ledger.projectors.register(["check.decided"], gate, may_refuse=False)
-    ledger.projectors.register(["check.decided"], broken, may_refuse=may_refuse)
+    ledger.projectors.register(["check.decided"], _broken, may_refuse=may_refuse)
     ledger.append("check.decided", {"n": 0}, actor="org_a", now=datetime.now(UTC))
 
     async def main() -> tuple[list[LedgerEntry | BaseException], LedgerEntry | BaseException, LedgerEntry]:
@@ -281,12 +283,8 @@ def test_storage_error_fails_every_awaiting_task_of_its_batch(ledger: Ledger, ru
     """Tasks committed in the same batch as a storage error all raise UnavailableError, and none of them is appended."""
     gate = Gate()
 
-    def broken(conn: Connection, entry: LedgerEntry) -> None:
-        if entry.payload.get("boom"):
-            conn.execute(text("INSERT INTO no_such_table (x) VALUES (1)"))
-
     ledger.projectors.register(["check.decided"], gate, may_refuse=False)
-    ledger.projectors.register(["consent.granted"], broken, may_refuse=False)
+    ledger.projectors.register(["consent.granted"], _broken, may_refuse=False)
 
     async def main() -> tuple[list[LedgerEntry | BaseException], LedgerEntry]:
         held = asyncio.create_task(
