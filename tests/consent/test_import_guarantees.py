@@ -13,7 +13,7 @@ import rfc8785
 from typer.testing import CliRunner
 
 from api.cli import app as cli
-from api.instance import Instance, initialise
+from api.instance import Instance
 from consent import access_codes, importer, projections, repository, service
 from consent.importer import Importer
 from consent.vocabulary import Vocabulary
@@ -23,8 +23,7 @@ from ledger.projection import diff_tables, rebuild
 from ledger.sequencer import AppendSpec
 from tests.consent.support import ORG, draft, record
 from tests.consent.test_fhir import resource
-from tests.consent.test_importer import row, write_csv
-from tests.factories import make_organisation
+from tests.consent.test_importer import import_trust, row, write_csv
 
 
 def _run(instance: Instance, path, *, workers: int) -> tuple[importer.ImportReport, list[str]]:
@@ -82,11 +81,7 @@ def test_imported_consents_verify_replay_and_sign_in(tmp_path, monkeypatch):
     monkeypatch.setattr(importer, "BATCH", 5)
     monkeypatch.setattr(importer, "PARALLEL_BYTES", 0)  # the CLI checks this small file with worker processes
     data_dir = tmp_path / "trust"
-    trust = initialise(data_dir, name="Import Trust", mission="Testing.")
-    try:
-        make_organisation(trust, ORG)
-    finally:
-        trust.close()
+    import_trust(data_dir)
     runner = CliRunner()
     args = ["--organisation", ORG, "--data-dir", str(data_dir)]
     good = write_csv(tmp_path / "good.csv", [row(n) for n in range(30)])

@@ -64,6 +64,15 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
+def import_trust(data_dir: Path) -> None:
+    """Initialise a trust in *data_dir* with the importing organisation registered, and close it (for the CLI)."""
+    trust = initialise(data_dir, name="Import Trust", mission="Testing.")
+    try:
+        make_organisation(trust, ORG)
+    finally:
+        trust.close()
+
+
 def run(instance, path: Path, fmt: Format = "csv", organisation: str = ORG):
     """Import *path*; return the report and the codes written."""
     codes = io.StringIO()
@@ -191,11 +200,7 @@ def test_fhir_bundle_and_ndjson(instance, tmp_path):
 def test_import_command(tmp_path):
     """`datatrust consents import` imports a file with a progress bar, or lists bad rows and exits 1."""
     data_dir = tmp_path / "trust"
-    trust = initialise(data_dir, name="Import Trust", mission="Testing.")
-    try:
-        make_organisation(trust, ORG)
-    finally:
-        trust.close()
+    import_trust(data_dir)
     runner = CliRunner()
     bad = write_csv(tmp_path / "bad.csv", [row(0), row(1, categories="helth")])
     failed = runner.invoke(cli, ["consents", "import", str(bad), "--organisation", ORG, "--data-dir", str(data_dir)])
