@@ -105,11 +105,15 @@ class ReplayOut(BaseModel):
     replayed: dict[str, Any]
 
 
-async def _service(instance: InstanceDep) -> CheckService:
+def _checks_of(instance: Instance) -> CheckService:
     if instance.checks is None:  # pragma: no cover - Instance.open always starts it
         msg = "the check service is not running"
         raise NotFoundError(msg)
     return instance.checks
+
+
+async def _service(instance: InstanceDep) -> CheckService:
+    return _checks_of(instance)
 
 
 ServiceDep = Annotated[CheckService, Depends(_service)]
@@ -128,11 +132,7 @@ async def _check_context(request: Request) -> _CheckContext:
     ``POST /v1/checks`` runs before every share; each FastAPI dependency costs tens of
     microseconds to solve, so the hot path asks for one instead of three.
     """
-    instance: Instance = request.app.state.instance
-    if instance.checks is None:  # pragma: no cover - Instance.open always starts it
-        msg = "the check service is not running"
-        raise NotFoundError(msg)
-    return _CheckContext(instance.checks, get_now(), request.app.state.metrics)
+    return _CheckContext(_checks_of(request.app.state.instance), get_now(), request.app.state.metrics)
 
 
 def _action(body: CheckIn, principal: Principal, *, on_behalf_of: str | None = None) -> ProposedAction:
