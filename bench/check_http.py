@@ -167,10 +167,9 @@ def server(what: str, *, workers: int, database_url: str | None) -> Iterator[tup
 
 def _working_pids(pid: int, workers: int) -> list[int]:
     """*pid* itself with one worker, else its uvicorn worker processes (children started by spawn)."""
-    if workers == 1:
-        return [pid]
-    children = [c for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
-    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    from tests.faults.support import spawned_workers  # noqa: PLC0415 - the parent alone needs it
+
+    return [pid] if workers == 1 else spawned_workers(pid)
 
 
 def _seconds(text: str) -> float:

@@ -73,6 +73,13 @@ def prepare_trust(data_dir: Path, *, database_url: str | None = None) -> dict[st
         instance.close()
 
 
+def spawned_workers(pid: int) -> list[int]:
+    """The process ids of *pid*'s children started by multiprocessing's spawn (uvicorn's workers), not its helpers."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    children = [child for task in tasks for child in (task / "children").read_text().split()]
+    return [int(child) for child in children if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as sock:
@@ -156,9 +163,7 @@ class Server:
     def worker_pids(self) -> list[int]:
         """The process ids of the server's worker processes (with ``--workers``; not multiprocessing's helpers)."""
         assert self.process is not None
-        tasks = Path(f"/proc/{self.process.pid}/task").iterdir()
-        children = [pid for task in tasks for pid in (task / "children").read_text().split()]
-        return [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        return spawned_workers(self.process.pid)
 
     def output(self) -> str:
         """What the server printed so far."""
