@@ -432,33 +432,20 @@ class Sequencer:
         if cached is None or self._contended or not self._plain(batch) or self._checkpoint_due(batch, self._clock()):
             return None
         state = cached.copy()
-        tree = state.tree
-        prev = state.prev
         entry_rows: list[repository.NewEntryRow] = []
         node_rows: list[repository.NewNodeRow] = []
-        append_row, append_entry = entry_rows.append, committed.append
-        push = tree.push
         for unit in batch:
             try:  # the only check left that may refuse a plain unit: refuse it whole, before building any of it
                 ats = [format_at(spec.at) for spec in unit.specs]
             except DomainError as exc:
                 outcomes.append(exc)
                 continue
-            entries: list[LedgerEntry] = []
-            for spec, at in zip(unit.specs, ats, strict=True):
-                payload_bytes = spec.payload_bytes
-                assert payload_bytes is not None  # noqa: S101 - checked above
-                seq = tree.size
-                kind, actor = spec.kind, spec.actor
-                body, leaf = build_entry(seq=seq, kind=kind, at=at, actor=actor, prev=prev, payload_bytes=payload_bytes)
-                entry = LedgerEntry(seq, kind, at, actor, prev, _payload_of(spec, body), body, leaf)
-                push(leaf, node_rows)
-                prev = leaf
-                append_row((seq, kind, at, actor, leaf, body))
-                entries.append(entry)
-                append_entry(entry)
+            entries = [
+                _next_entry(spec, at, spec.payload_bytes, state, entry_rows=entry_rows, node_rows=node_rows)
+                for spec, at in zip(unit.specs, ats, strict=True)
+            ]
+            committed.extend(entries)
             outcomes.append(entries)
-        state.prev = prev
         if entry_rows and not writer.append_if_head(entry_rows, node_rows, size=cached.tree.size, prev=cached.prev):
             log.debug("ledger head moved (another writer appended): redoing the batch under the lock")
             self._state = None
@@ -560,15 +547,8 @@ class Sequencer:
                     at = format_at(spec.at)
                 except DomainError as exc:
                     return exc
-                seq, prev = state.tree.size, state.prev
-                body, leaf = build_entry(
-                    seq=seq, kind=spec.kind, at=at, actor=spec.actor, prev=prev, payload_bytes=payload_bytes
-                )
-                entry = LedgerEntry(seq, spec.kind, at, spec.actor, prev, _payload_of(spec, body), body, leaf)
-                self.projectors.apply(conn, entry)
-                state.tree.push(leaf, node_rows)
-                state.prev = leaf
-                entry_rows.append((seq, spec.kind, at, spec.actor, leaf, body))
+                entry = _next_entry(spec, at, payload_bytes, state, entry_rows=entry_rows, node_rows=node_rows)
+                self.projectors.apply(conn, entry)  # if it fails, the batch fails and this state is dropped
                 return [entry]
         return self._apply_guarded(conn, unit, state, entry_rows, node_rows)
 
@@ -591,19 +571,11 @@ class Sequencer:
                 payload_bytes = spec.payload_bytes
                 if spec.prepare is not None:
                     payload_bytes = canonical_payload(spec.prepare(conn))
-                assert payload_bytes is not None  # noqa: S101 - guaranteed by AppendSpec
-                seq = work.tree.size
                 at = format_at(spec.at)
-                body, leaf = build_entry(
-                    seq=seq, kind=spec.kind, at=at, actor=spec.actor, prev=work.prev, payload_bytes=payload_bytes
-                )
-                entry = LedgerEntry(seq, spec.kind, at, spec.actor, work.prev, _payload_of(spec, body), body, leaf)
-                self.projectors.apply(conn, entry)
+                entry = _next_entry(spec, at, payload_bytes, work, entry_rows=new_rows, node_rows=new_nodes)
+                self.projectors.apply(conn, entry)  # a refusal rolls back the savepoint; work is dropped
                 if spec.project is not None:
                     spec.project(conn, entry)
-                work.tree.push(leaf, new_nodes)
-                work.prev = leaf
-                new_rows.append((seq, spec.kind, at, spec.actor, leaf, body))
                 entries.append(entry)
         except (DomainError, LedgerIntegrityError) as exc:
             savepoint.rollback()
@@ -613,6 +585,25 @@ class Sequencer:
         entry_rows.extend(new_rows)
         node_rows.extend(new_nodes)
         return entries
+
+
+def _next_entry(
+    spec: AppendSpec,
+    at: str,
+    payload_bytes: bytes | None,
+    state: _State,
+    *,
+    entry_rows: list[repository.NewEntryRow],
+    node_rows: list[repository.NewNodeRow],
+) -> LedgerEntry:
+    """Build *spec*'s entry at *state*'s head, advance *state* past it and add the rows to write."""
+    assert payload_bytes is not None  # noqa: S101 - given, or computed by the unit's prepare callback
+    seq, prev = state.tree.size, state.prev
+    body, leaf = build_entry(seq=seq, kind=spec.kind, at=at, actor=spec.actor, prev=prev, payload_bytes=payload_bytes)
+    state.tree.push(leaf, node_rows)
+    state.prev = leaf
+    entry_rows.append((seq, spec.kind, at, spec.actor, leaf, body))
+    return LedgerEntry(seq, spec.kind, at, spec.actor, prev, _payload_of(spec, body), body, leaf)
 
 
 def _payload_of(spec: AppendSpec, body: bytes) -> dict[str, Any]:
