@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
 from fastapi import Request
 from itsdangerous import BadSignature, TimestampSigner
@@ -25,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth.keys import auth_keys
 from api.auth.standing import StandingCache
 from api.auth.store import get_session
-from api.auth.tokens import decode_access_token
+from api.auth.tokens import AcceptedToken, accept_access_token
 from api.deps import get_now
 from api.instance import Instance
 from api.problems import UnauthorisedError
@@ -136,9 +137,20 @@ def _confirm_standing(
 
 def _token_principal(instance: Instance, token: str, *, now: datetime) -> tuple[Principal, StandingKey]:
     """Verify *token* (no database) and return its principal and what its standing depends on."""
-    claims = decode_access_token(instance, token, now=now)
+    return _principal_of(accept_access_token(instance, token, now=now))
+
+
+@lru_cache(maxsize=4096)
+def _principal_of(accepted: AcceptedToken) -> tuple[Principal, StandingKey]:
+    """The principal an accepted token names, built once per accepted token.
+
+    Keyed by the accepted token itself (compared by identity), which ``api.auth.tokens``
+    hands out only while its claims hold, so a token that expires or is refused never gets
+    here. Principal, its frozensets and the key are immutable, so requests may share them.
+    """
+    claims = accepted.claims
     try:
-        roles = frozenset(Role(r) for r in claims.get("roles", []))
+        roles = frozenset(Role(r) for r in claims.get("roles", ()))
     except ValueError:
         msg = "the access token is not valid: it names an unknown role"
         raise UnauthorisedError(msg) from None

@@ -9,17 +9,23 @@ The header is ``{"alg": "EdDSA", "typ": "at+jwt", "kid": …}``.
 Validation accepts exactly one algorithm, ``EdDSA`` with our key, so ``alg: none``
 and algorithm confusion (HS256 keyed with the public key) fail before any claim is
 read; then ``typ``, ``kid``, ``iss``, ``aud``, ``exp``, ``nbf`` and ``iat`` are checked.
-JOSE work goes through joserfc, the library Authlib itself uses.
+JOSE work goes through joserfc, the library Authlib itself uses. A token that passed
+every check is remembered, for the same key, issuer and audience, until its time-dependent
+claims stop holding (see ``_Remembered``); then it is checked in full again.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
 
 from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
@@ -105,16 +111,39 @@ def issue_access_token(
 def decode_access_token(
     instance: Instance, token: str, *, now: datetime, audience: str = DEFAULT_AUDIENCE
 ) -> dict[str, Any]:
-    """Verify *token* and return its claims; raise UnauthorisedError saying what is wrong."""
+    """Verify *token* and return its claims; raise UnauthorisedError saying what is wrong.
+
+    The claims are the caller's own copy: changing them changes nothing remembered here.
+    """
+    claims: dict[str, Any] = _thawed(accept_access_token(instance, token, now=now, audience=audience).claims)
+    return claims
+
+
+def accept_access_token(
+    instance: Instance, token: str, *, now: datetime, audience: str = DEFAULT_AUDIENCE
+) -> AcceptedToken:
+    """Verify *token* as :func:`decode_access_token` does; return it as accepted, claims read-only.
+
+    A token already accepted (and still remembered) for the same issuer and audience under
+    the same key is not validated again while *now* is inside the seconds its ``exp``, ``nbf`` and ``iat``
+    allow; outside them, it goes through every check again and gets the same error as a
+    token never seen (for example "the access token has expired"). The same accepted
+    object is returned for as long as it is remembered.
+    """
     keys = auth_keys(instance.data_dir)
     settings = auth_settings(instance.data_dir, origin=instance.origin, max_age=1.0)
+    at = int(now.timestamp())  # the "now" joserfc compares with
     verified_by = (str(keys.public_jwks["keys"][0]["x"]), keys.kid)  # the public key itself, and its id
+    accepted_as = (verified_by, settings.issuer, audience)
+    accepted = _ACCEPTED.get(accepted_as, token)
+    if accepted is not None and accepted.valid_at(at):
+        return accepted
     claims = _VERIFIED.get(verified_by, token)
     if claims is None:
         claims = _verify_signature(token, keys.verify_key, kid=keys.kid)
         _VERIFIED.put(verified_by, token, claims)
     registry = jwt.JWTClaimsRegistry(
-        now=int(now.timestamp()),
+        now=at,
         leeway=LEEWAY_SECONDS,
         iss={"essential": True, "value": settings.issuer},
         aud={"essential": True, "value": audience},
@@ -132,7 +161,55 @@ def decode_access_token(
     except JoseError as exc:
         msg = f"the access token is not valid: {exc.description or exc.error}"
         raise UnauthorisedError(msg) from None
-    return dict(claims)
+    accepted = AcceptedToken(
+        claims=_frozen(claims),
+        # joserfc refuses when exp <= now - leeway, nbf > now + leeway or iat > now + leeway,
+        # comparing its integer now with NumericDates that may be floats: the integers it
+        # accepts are exactly max(ceil(nbf), ceil(iat)) - leeway <= now < ceil(exp) + leeway.
+        not_before=max(math.ceil(claims["nbf"]), math.ceil(claims["iat"])),
+        expires=math.ceil(claims["exp"]),
+    )
+    _ACCEPTED.put(accepted_as, token, accepted)
+    return accepted
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class AcceptedToken:
+    """A token that passed every check (signature, header, claims) for one issuer and audience.
+
+    ``claims`` is shared between requests and read-only all the way down (lists are
+    tuples, objects are read-only mappings). The time-dependent claims (``exp``, ``nbf``,
+    ``iat``) hold for an integer ``now`` with ``not_before - LEEWAY_SECONDS <= now <
+    expires + LEEWAY_SECONDS``, exactly the seconds joserfc accepts. Compared by identity,
+    so it can key what is derived from it (``api.auth.principal``).
+    """
+
+    claims: Mapping[str, Any]
+    not_before: int
+    expires: int
+
+    def valid_at(self, at: int) -> bool:
+        """Whether the time-dependent claims hold at the integer timestamp *at*."""
+        return self.not_before - LEEWAY_SECONDS <= at < self.expires + LEEWAY_SECONDS
+
+
+def _frozen(value: Any) -> Any:
+    """A read-only deep copy of a JSON value: lists become tuples, objects read-only mappings."""
+    if isinstance(value, dict):
+        return MappingProxyType({key: _frozen(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(item) for item in value)
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    """The plain JSON value again (dicts and lists) from :func:`_frozen`, a new copy each time."""
+    kind = type(value)  # only what _frozen makes (and an exact type test is quicker than an ABC's)
+    if kind is MappingProxyType:
+        return {key: _thawed(item) for key, item in value.items()}
+    if kind is tuple:
+        return [_thawed(item) for item in value]
+    return value
 
 
 def _verify_signature(token: str, verify_key: Any, *, kid: str) -> dict[str, Any]:
@@ -151,35 +228,53 @@ def _verify_signature(token: str, verify_key: Any, *, kid: str) -> dict[str, Any
     return dict(decoded.claims)
 
 
-class _VerifiedTokens:
-    """Tokens whose signature and header verified, by exact text and public key (the most recent kept).
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
 
-    A partner presents the same token on every call until it expires; checking its
-    Ed25519 signature costs ~60 µs, more than deciding the check. The signature of the
-    same bytes under the same key cannot stop being valid, so it is checked once; the
-    claims (expiry, not-before, issuer, audience) are still checked on every request,
-    and the client's standing separately (``api.auth.standing``). Entries are keyed by the
-    public key and key id they verified under, so nothing verified under another trust's
-    key, or an old key, is ever found.
+
+class _Remembered(Generic[_K, _V]):
+    """A bounded, thread-safe map from (what it was checked under, exact token text) to a result.
+
+    The least recently used entry goes when it is full. Two are kept:
+
+    * ``_VERIFIED``: tokens whose signature and header verified, keyed by the public key
+      and key id they verified under. A partner presents the same token on every call until
+      it expires; checking its Ed25519 signature costs ~60 µs, more than deciding the check.
+      The signature of the same bytes under the same key cannot stop being valid, so it is
+      checked once, also for a token whose claims are refused (an expired token presented
+      again is refused without verifying it again).
+    * ``_ACCEPTED``: tokens that also passed the claims registry, keyed by that key, the
+      issuer and the audience they were validated for, with the seconds in which their
+      time-dependent claims hold (:class:`AcceptedToken`); outside those seconds every
+      check runs again. Building and running the registry costs more than the rest of
+      authentication.
+
+    Nothing verified under another trust's key, or an old key, or accepted for another
+    issuer or audience, is ever found. The client's standing is a separate matter, decided
+    after this (``api.auth.principal`` and ``api.auth.standing``).
     """
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._items: OrderedDict[tuple[tuple[str, str], str], dict[str, Any]] = OrderedDict()
+        self._items: OrderedDict[tuple[_K, str], _V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str], token: str) -> dict[str, Any] | None:
+    def get(self, key: _K, token: str) -> _V | None:
+        """What was remembered for *token* under *key*, or None."""
         with self._lock:
-            claims = self._items.get((key, token))
-            if claims is not None:
+            found = self._items.get((key, token))
+            if found is not None:
                 self._items.move_to_end((key, token))
-            return claims
+            return found
 
-    def put(self, key: tuple[str, str], token: str, claims: dict[str, Any]) -> None:
+    def put(self, key: _K, token: str, value: _V) -> None:
+        """Remember *value* for *token* under *key*, forgetting the least recently used if full."""
         with self._lock:
-            self._items[(key, token)] = claims
+            self._items[(key, token)] = value
+            self._items.move_to_end((key, token))
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
 
 
-_VERIFIED = _VerifiedTokens(size=4096)
+_VERIFIED: _Remembered[tuple[str, str], dict[str, Any]] = _Remembered(size=4096)
+_ACCEPTED: _Remembered[tuple[tuple[str, str], str, str], AcceptedToken] = _Remembered(size=4096)

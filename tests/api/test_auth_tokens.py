@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import hmac
 import json
@@ -17,7 +18,9 @@ from joserfc import jwt
 from joserfc.jwk import OKPKey
 
 from api.app import create_app
+from api.auth import keys as auth_keys_module
 from api.auth.keys import auth_keys
+from api.auth.principal import _token_principal
 from api.auth.tokens import LEEWAY_SECONDS, TokenRegistry, decode_access_token, issue_access_token
 from api.authz import POLICY, authorise
 from api.instance import Instance, initialise
@@ -30,6 +33,7 @@ from trust.identity import rotate_client_secret, suspend_client
 
 BASE = "https://trust.test"
 ORG = "org_riverside_food_bank"
+T0 = datetime(2026, 11, 26, 9, 0, 0, tzinfo=UTC)  # a whole second, so the arithmetic below is exact
 
 
 @pytest.fixture
@@ -269,3 +273,101 @@ def test_a_remembered_token_still_expires(instance: Instance) -> None:
     assert decode_access_token(instance, token, now=issued)["sub"] == "person_admin"
     with pytest.raises(UnauthorisedError, match="expired"):
         decode_access_token(instance, token, now=issued + timedelta(seconds=60 + LEEWAY_SECONDS + 1))
+
+
+def test_a_remembered_token_is_refused_from_the_second_it_expires(instance: Instance) -> None:
+    """Accepted and remembered, a token holds until exp + leeway and is refused from then on, as if never seen."""
+    token = issue_access_token(instance, admin_principal(), now=T0, ttl_seconds=60)
+    expires = T0 + timedelta(seconds=60 + LEEWAY_SECONDS)
+    assert decode_access_token(instance, token, now=T0)["sub"] == "person_admin"  # accepted and remembered
+    last_moment = expires - timedelta(microseconds=1)
+    assert decode_access_token(instance, token, now=last_moment)["sub"] == "person_admin"
+    assert _token_principal(instance, token, now=last_moment)[0].id == "person_admin"
+    for ask in (decode_access_token, _token_principal):
+        with pytest.raises(UnauthorisedError) as refused:
+            ask(instance, token, now=expires)
+        assert refused.value.detail == "the access token has expired"
+
+
+@pytest.mark.parametrize(
+    ("later", "words"),
+    [("nbf", "The token is not yet valid"), ("iat", "The token was issued in the future")],
+)
+def test_a_remembered_token_is_refused_before_it_is_valid(instance: Instance, later: str, words: str) -> None:
+    """Remembered at a moment it holds, a token is refused at an earlier moment before its nbf or iat, less the leeway."""
+    starts = T0 + timedelta(seconds=100)
+    token = issue_access_token(instance, admin_principal(), now=T0, extra_claims={later: int(starts.timestamp())})
+    assert decode_access_token(instance, token, now=starts)["sub"] == "person_admin"  # accepted and remembered
+    first_moment = starts - timedelta(seconds=LEEWAY_SECONDS)
+    assert decode_access_token(instance, token, now=first_moment)["sub"] == "person_admin"
+    too_early = first_moment - timedelta(microseconds=1)
+    for ask in (decode_access_token, _token_principal):
+        with pytest.raises(UnauthorisedError) as refused:
+            ask(instance, token, now=too_early)
+        assert refused.value.detail == f"the access token is not valid: {words}"
+
+
+def test_a_token_remembered_for_one_audience_is_refused_for_another(instance: Instance) -> None:
+    """Accepted for one audience, a token is still refused when validated for another, either way round."""
+    ours = issue_access_token(instance, admin_principal(), now=T0)
+    assert decode_access_token(instance, ours, now=T0)["aud"] == "datatrust-api"
+    with pytest.raises(UnauthorisedError, match="Invalid claim: 'aud'"):
+        decode_access_token(instance, ours, now=T0, audience="another-api")
+    theirs = issue_access_token(instance, admin_principal(), now=T0, audience="another-api")
+    assert decode_access_token(instance, theirs, now=T0, audience="another-api")["aud"] == "another-api"
+    for ask in (decode_access_token, _token_principal):
+        with pytest.raises(UnauthorisedError, match="Invalid claim: 'aud'"):
+            ask(instance, theirs, now=T0)
+
+
+def test_a_token_remembered_under_one_issuer_is_refused_once_the_issuer_changes(
+    instance: Instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trust that changes its issuer no longer accepts the tokens it accepted under the old one."""
+    token = issue_access_token(instance, admin_principal(), now=T0)
+    assert decode_access_token(instance, token, now=T0)["sub"] == "person_admin"  # accepted and remembered
+    assert _token_principal(instance, token, now=T0)[0].id == "person_admin"
+    monkeypatch.setenv("DATATRUST_ISSUER", "https://renamed-trust.example")
+    monkeypatch.setattr(auth_keys_module, "_recent", {})  # forget the settings read within the last second
+    for ask in (decode_access_token, _token_principal):
+        with pytest.raises(UnauthorisedError, match="Invalid claim: 'iss'"):
+            ask(instance, token, now=T0)
+
+
+def test_changing_the_returned_claims_changes_nothing_remembered(instance: Instance) -> None:
+    """The claims returned are the caller's own: changing them, nested lists too, does not reach the next caller."""
+    partner = partner_principal(ORG, ["check"])
+    token = issue_access_token(instance, partner, now=T0)
+    claims = decode_access_token(instance, token, now=T0)
+    expected = copy.deepcopy(claims)
+    claims["roles"].append("admin")
+    claims["sub"] = "person_mallory"
+    claims["scope"] += " consents:write"
+    assert decode_access_token(instance, token, now=T0) == expected
+    assert _token_principal(instance, token, now=T0)[0] == partner
+
+
+def test_a_remembered_tokens_principal_is_built_once(instance: Instance) -> None:
+    """The same remembered token gives the very same (immutable) principal; another token, its own."""
+    token = issue_access_token(instance, partner_principal(ORG, ["check"]), now=T0)
+    first, key = _token_principal(instance, token, now=T0)
+    again, same_key = _token_principal(instance, token, now=T0 + timedelta(seconds=1))
+    assert again is first
+    assert same_key == key == (first.id, None, ORG)
+
+
+def test_a_token_remembered_by_one_trust_is_refused_by_another_of_the_same_name(
+    instance: Instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two trusts with one issuer and audience in one process: only the key that signed the token accepts it."""
+    monkeypatch.setenv("DATATRUST_ISSUER", "https://one-name.example")
+    monkeypatch.setattr(auth_keys_module, "_recent", {})  # forget the settings read within the last second
+    token = issue_access_token(instance, admin_principal(), now=T0)
+    assert decode_access_token(instance, token, now=T0)["iss"] == "https://one-name.example"
+    other = initialise(tmp_path / "other", name="Other Trust", mission="Testing.", clock=lambda: datetime.now(UTC))
+    try:
+        for ask in (decode_access_token, _token_principal):
+            with pytest.raises(UnauthorisedError, match="signature"):
+                ask(other, token, now=T0)
+    finally:
+        other.close()
