@@ -90,9 +90,10 @@ def require_page(action: str) -> Callable[..., Awaitable[Principal]]:
     """Like :func:`api.authz.require`, but a browser that is refused gets a page, not a problem document."""
     check = require(action)
 
-    async def dependency(request: Request, principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def dependency(request: Request) -> Principal:
+        principal = await current_principal(request)  # as require() does: one dependency level, not two
         try:
-            return await check(request, principal)
+            return await check(request)
         except (UnauthorisedError, ForbiddenError) as exc:
             if not wants_html(request):
                 raise
