@@ -119,12 +119,12 @@ def _serve(instance: Instance, host: str, port: int) -> None:
 
     from api.app import create_app  # noqa: PLC0415
     from api.logs import configure_logging  # noqa: PLC0415
-    from api.workers import freeze_startup_objects  # noqa: PLC0415
+    from api.workers import prepare_gc_for_serving  # noqa: PLC0415
 
     configure_logging()  # JSON lines on standard error; our request log replaces uvicorn's access log
     out.print(f"Serving [bold]{instance.name}[/] on http://{host}:{port}/ (Ctrl-C to stop)")
     app_ = create_app(instance, close_on_shutdown=True, background=True)
-    freeze_startup_objects()
+    prepare_gc_for_serving()
     uvicorn.run(app_, host=host, port=port, log_level="warning", log_config=None, access_log=False)
 
 

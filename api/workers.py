@@ -40,16 +40,26 @@ def worker_app() -> FastAPI:
         raise RuntimeError(msg)
     configure_logging()
     app = create_app(Instance.open(Path(data_dir)), close_on_shutdown=True, background=True)
-    freeze_startup_objects()
+    prepare_gc_for_serving()
     return app
 
 
-def freeze_startup_objects() -> None:
-    """Move everything alive after start-up (the check index above all) out of the garbage collector's sight.
+# Generation-0 collections after this many net allocations, instead of Python's 700: a check allocates
+# a few hundred short-lived objects, none of them cyclic, and each collection walks every young object
+# (bench/check_http.py: about 10 % more checks per second, with the same p99).
+SERVING_GC_THRESHOLD = 10_000
 
-    The index holds a few objects per consent and lives as long as the process; a full
+
+def prepare_gc_for_serving() -> None:
+    """Set the garbage collector up for serving: start-up objects frozen, young collections rarer.
+
+    Everything alive after start-up (the check index above all) moves out of the collector's
+    sight: the index holds a few objects per consent and lives as long as the process; a full
     collection walks every tracked object, ~80 ms per 100,000 subjects, and nothing in the
-    index is ever cyclic garbage. Called once, when a server process is about to serve.
+    index is ever cyclic garbage. Then generation 0 is collected every
+    :data:`SERVING_GC_THRESHOLD` allocations. Called once, when a server process is about to serve.
     """
     gc.collect()
     gc.freeze()
+    _gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(SERVING_GC_THRESHOLD, gen1, gen2)

@@ -118,10 +118,10 @@ def real_app() -> Any:
     """Factory for uvicorn's worker processes: the real app on the trust in ``BENCH_DATA_DIR``."""
     from api.app import create_app  # noqa: PLC0415
     from api.instance import Instance  # noqa: PLC0415
-    from api.workers import freeze_startup_objects  # noqa: PLC0415
+    from api.workers import prepare_gc_for_serving  # noqa: PLC0415
 
     app = create_app(Instance.open(Path(os.environ["BENCH_DATA_DIR"])), close_on_shutdown=True)
-    freeze_startup_objects()  # as `datatrust serve` does
+    prepare_gc_for_serving()  # as `datatrust serve` does
     return app
 
 
