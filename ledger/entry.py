@@ -150,6 +150,10 @@ def _exact_int(text: str) -> int:
     return value
 
 
+# Made once: ``json.loads`` with hooks builds a new decoder on every call.
+_decode_exact = json.JSONDecoder(parse_float=_no_float, parse_int=_exact_int).decode
+
+
 def _flat(value: dict[str, Any]) -> bool:
     """Whether *value* maps strings (exactly ``str``) to strings, booleans, nulls, exact integers or lists of strings.
 
@@ -195,7 +199,7 @@ def _fast_canonical(value: dict[str, Any]) -> bytes | None:
     if _flat(value):  # nothing the encoder could coerce, no float: parsing it back would change nothing
         return text.encode()
     try:
-        back = json.loads(text, parse_float=_no_float, parse_int=_exact_int)
+        back = _decode_exact(text)
     except _NotCanonicalError:
         return None
     if back != value:
