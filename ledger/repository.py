@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, cast
 
 from sqlalchemy import Connection, insert, select
@@ -217,8 +218,11 @@ class BatchWriter:
     (``sqlite3.Error``, ``psycopg.Error``).
     """
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(
+        self, conn: Connection, *, writer_lock: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+    ) -> None:
         self.is_postgresql = conn.dialect.name == "postgresql"
+        self._writer_lock = writer_lock  # held around the guarded transaction (Database.writer_lock)
         self._driver: Any = cast("Any", conn.connection.dbapi_connection)
         self._cursor: Any = self._driver.cursor()
         self._insert_cursor: Any = None  # PostgreSQL: the guarded insert's result, read after the pipeline
@@ -271,6 +275,12 @@ class BatchWriter:
             return self._pg_append_if_head(entries, nodes, size=size, prev=prev)
         if self._driver.in_transaction:  # not ours to commit: let the caller take its usual path
             return False
+        with self._writer_lock():
+            return self._sqlite_append_if_head(entries, nodes, size=size, prev=prev)
+
+    def _sqlite_append_if_head(
+        self, entries: list[NewEntryRow], nodes: list[NewNodeRow], *, size: int, prev: bytes
+    ) -> bool:
         cursor = self._cursor
         cursor.execute("BEGIN IMMEDIATE")  # the write lock, before the head is read
         try:

@@ -337,7 +337,7 @@ class Sequencer:
     def _batch_writer(self, conn: Connection) -> repository.BatchWriter:
         """The hot path's statements on *conn* (the writer's connection), made once per connection."""
         if self._writer is None:
-            self._writer = repository.BatchWriter(conn)
+            self._writer = repository.BatchWriter(conn, writer_lock=self._db.writer_lock)
         return self._writer
 
     def _release_connection(self, *, broken: bool = False) -> None:
@@ -382,7 +382,7 @@ class Sequencer:
             if state is None:  # the batch needs the lock while it is built, or another process appended
                 outcomes.clear()
                 committed.clear()
-                with conn.begin():
+                with self._db.writer_lock(), conn.begin():
                     state = self._sync(conn, writer)
                     entry_rows: list[repository.NewEntryRow] = []
                     node_rows: list[repository.NewNodeRow] = []

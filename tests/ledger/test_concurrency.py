@@ -20,6 +20,7 @@ from ledger.errors import ValidationError
 from ledger.export import verify_live
 from ledger.keys import Signer
 from ledger.service import Ledger
+from migrations import upgrade
 
 ORIGIN = "datatrust.test/concurrency"
 
@@ -198,3 +199,34 @@ def test_separate_processes_one_chain(db_url: str, signer: Signer, tmp_path: Pat
     finally:
         ledger.close()
         db.dispose()
+
+
+def test_sqlite_writers_of_several_processes_queue_on_one_file_lock(tmp_path: Path, signer: Signer) -> None:
+    """On SQLite each process's writer holds the lock file beside the database for its transaction.
+
+    Another writer (here another Database on the same file, holding the lock as that writer
+    would) makes an append wait in the kernel's queue, and it goes through the moment the lock
+    is let go; SQLite's own busy handler, which sleeps and retries, never comes into play.
+    """
+    url = f"sqlite:///{tmp_path / 'datatrust.db'}"
+    upgrade(url)
+    other, ours = Database.from_url(url), Database.from_url(url)
+    ledger = Ledger(ours, signer=signer, origin=ORIGIN)
+    done = threading.Event()
+
+    def append() -> None:
+        ledger.append("check.decided", {"n": 0}, actor="org_a", now=datetime.now(UTC))
+        done.set()
+
+    try:
+        with other.writer_lock():
+            appending = threading.Thread(target=append)
+            appending.start()
+            assert not done.wait(0.5), "the append went ahead while another writer held the lock"
+        assert done.wait(10), "the append did not go ahead once the lock was let go"
+        appending.join()
+        assert _verify(ledger) == 1
+    finally:
+        ledger.close()
+        other.dispose()
+        ours.dispose()
