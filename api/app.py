@@ -76,6 +76,9 @@ def create_app(instance: Instance, *, close_on_shutdown: bool = False, backgroun
         version="0.1.0",
         summary="Data-trust governance and consent ledger",
         lifespan=lifespan,
+        # No OpenTelemetry: the trust has its own request log and /metrics (api.logs, api.metrics).
+        # Off, FastAPI skips asking for OpenTelemetry providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.instance = instance
     problems.install(app)
