@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from ledger import repository
-from ledger.entry import LedgerEntry, format_at
+from ledger.entry import CanonicalPayload, LedgerEntry, canonical_payload, format_at
 from ledger.errors import NotFoundError
 from ledger.models import entries_table
 from ledger.service import Ledger
@@ -46,6 +46,15 @@ class CheckResult:
     action: ProposedAction
     decision: Decision
     entry: LedgerEntry | None
+    decision_bytes: bytes | None = None  # the RFC 8785 bytes of ``decision.to_json()``, when recorded here
+
+    def answer(self) -> bytes:
+        """:meth:`to_json` as UTF-8 JSON, built from the recorded bytes of the decision when there are some."""
+        if self.entry is None or self.decision_bytes is None:
+            return _encode(self.to_json()).encode()
+        seq, leaf = self.entry.seq, self.entry.leaf_hash.hex()
+        tail = f',"decision_id":{seq},"dry_run":false,"entry":{{"leaf_hash":"{leaf}","seq":{seq}}}}}'
+        return self.decision_bytes[:-1] + tail.encode()
 
     def to_json(self) -> dict[str, Any]:
         """The answer partners rely on (DESIGN.md, "The check")."""
@@ -219,9 +228,26 @@ class CheckService:
         subjects); callers with thousands of subjects should use :meth:`decide` off the loop.
         """
         decision = self.engine.decide(self.state, action, at=format_at(now))
-        payload = {"action": action.to_json(), **decision.to_json()}
+        payload, decision_bytes = _recorded_payload(action, decision)
         entry = await self.ledger.append_async("check.decided", payload, actor=actor, now=now)
-        return CheckResult(action, decision, entry)
+        return CheckResult(action, decision, entry, decision_bytes)
+
+
+def _recorded_payload(action: ProposedAction, decision: Decision) -> tuple[CanonicalPayload, bytes]:
+    """The ``check.decided`` payload, canonical, and the canonical bytes of the decision alone (for the answer).
+
+    RFC 8785 writes an object's members in key order, each independently of the others, and
+    ``action`` sorts before every key of the decision (``as_of``, ``decision``, …): so the
+    payload's bytes are ``{"action":`` + the action's bytes + ``,`` + the decision's bytes
+    without their ``{``. ``tests/trust/test_check_answer.py`` holds them to a whole encoding.
+    """
+    action_json, decision_json = action.to_json(), decision.to_json()
+    decision_bytes = canonical_payload(decision_json)
+    body = b'{"action":' + canonical_payload(action_json) + b"," + decision_bytes[1:]
+    return CanonicalPayload.restore({"action": action_json, **decision_json}, body), decision_bytes
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def recorded_check(ledger: Ledger, decision_id: int) -> LedgerEntry:
