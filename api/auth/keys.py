@@ -41,7 +41,8 @@ DEFAULT_OIDC_LABEL = "Sign in with your organisation's account"
 DEFAULT_OIDC_SCOPE = "openid email profile"
 
 _lock = threading.Lock()
-_keys: dict[Path, AuthKeys] = {}
+_keys: dict[Path, AuthKeys] = {}  # by the key file's path, as given and resolved
+_keys_by_dir: dict[Path, AuthKeys] = {}  # by the data directory, as given
 _settings: dict[tuple[Path, int, tuple[str | None, ...]], AuthSettings] = {}
 _recent: dict[tuple[Path, str], tuple[float, AuthSettings]] = {}  # for callers that accept max_age
 _ENV = (
@@ -84,9 +85,13 @@ def create_token_key(data_dir: Path) -> None:
 
 def auth_keys(data_dir: Path) -> AuthKeys:
     """The trust's token key (created on first use for data directories made before it existed)."""
-    given = data_dir / TOKEN_KEY_FILE
-    cached = _keys.get(given)  # every request asks: skip resolve()'s system calls once known
+    cached = _keys_by_dir.get(data_dir)  # every request asks: no path to build, no resolve() once known
     if cached is not None:
+        return cached
+    given = data_dir / TOKEN_KEY_FILE
+    cached = _keys.get(given)
+    if cached is not None:
+        _keys_by_dir[data_dir] = cached
         return cached
     path = given.resolve()
     with _lock:
@@ -106,6 +111,7 @@ def auth_keys(data_dir: Path) -> AuthKeys:
         keys = AuthKeys(signing, OKPKey.import_key(public), kid, {"keys": [public]}, cookie_secret)
         _keys[path] = keys
         _keys[given] = keys
+        _keys_by_dir[data_dir] = keys
         return keys
 
 
