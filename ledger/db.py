@@ -9,8 +9,8 @@ on ``busy_timeout`` rather than failing on lock upgrade).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +19,9 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+if sys.platform != "win32":
+    import fcntl
 
 DATABASE_URL_ENV = "DATATRUST_DATABASE_URL"
 LEDGER_LOCK_ID = 0x64617461  # PostgreSQL advisory lock key: "data" in ASCII
@@ -85,6 +88,9 @@ class _WriterLock:
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
+        if sys.platform == "win32":  # no flock: writers of several processes wait in SQLite's busy handler
+            yield
+            return
         fd = self._descriptor()
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
