@@ -31,7 +31,7 @@ from ledger.vault import Vault
 from migrations import upgrade
 from trust import identity
 from trust import projections as governance_projections
-from trust.checks import CheckService, record_projection
+from trust.checks import CheckService, record_projections
 from trust.config import GovernanceConfig
 from trust.setup import configure_trust
 from trust.webhooks import register_projectors as register_webhook_projectors
@@ -86,8 +86,8 @@ class Instance:
             checkpoint_interval=checkpoint_interval,
         )
         vault = Vault.from_file(data_dir / "keys" / "vault.key")
-        ledger.projectors.register(
-            ["check.decided"], record_projection, tables=["check_decisions", "check_subjects"], may_refuse=False
+        ledger.projectors.register_batch(
+            ["check.decided"], record_projections, tables=["check_decisions", "check_subjects"]
         )
         governance_projections.register(ledger.projectors)
         consent_projections.register(ledger)

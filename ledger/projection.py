@@ -22,6 +22,7 @@ from ledger import repository
 from ledger.entry import LedgerEntry
 
 Projector = Callable[[Connection, LedgerEntry], None]
+BatchProjector = Callable[[Connection, list[LedgerEntry]], None]
 
 
 @dataclass
@@ -31,6 +32,7 @@ class ProjectorRegistry:
     by_kind: dict[str, list[Projector]] = field(default_factory=lambda: defaultdict(list))
     tables: list[str] = field(default_factory=list)
     refusing: set[str] = field(default_factory=set)  # kinds with a projector that may raise a domain error
+    batched: dict[str, list[BatchProjector]] = field(default_factory=lambda: defaultdict(list))
 
     def register(
         self, kinds: Iterable[str], projector: Projector, *, tables: Iterable[str] = (), may_refuse: bool = True
@@ -49,18 +51,55 @@ class ProjectorRegistry:
             if table not in self.tables:
                 self.tables.append(table)
 
+    def register_batch(self, kinds: Iterable[str], projector: BatchProjector, *, tables: Iterable[str] = ()) -> None:
+        """Run *projector* with many entries of *kinds* at once (in sequence order): for rows written by the thousand.
+
+        It must only write rows (never refuse an entry) and read nothing another projection of
+        the same batch writes. The sequencer calls it once per batch with the batch's entries of
+        these kinds, before the batch's entries are written and before any later unit of the
+        batch whose projectors or callbacks may read the database; elsewhere (rebuilds) it is
+        called with one entry at a time.
+        """
+        for kind in kinds:
+            self.batched[kind].append(projector)
+        for table in tables:
+            if table not in self.tables:
+                self.tables.append(table)
+
     def handles(self, kind: str) -> bool:
         """Whether any projector runs for *kind*."""
-        return bool(self.by_kind.get(kind))
+        return bool(self.by_kind.get(kind) or self.batched.get(kind))
 
     def may_refuse(self, kind: str) -> bool:
         """Whether a projector for *kind* may refuse the entry (it then runs in a savepoint)."""
         return kind in self.refusing
 
-    def apply(self, conn: Connection, entry: LedgerEntry) -> None:
-        """Run every projector registered for the entry's kind."""
+    def apply(self, conn: Connection, entry: LedgerEntry, *, pending: list[LedgerEntry] | None = None) -> None:
+        """Run every projector registered for the entry's kind; batch projectors too, unless *pending* collects it.
+
+        With *pending*, an entry with batch projectors is added to it, to be projected by :meth:`flush`.
+        """
         for projector in self.by_kind.get(entry.kind, ()):
             projector(conn, entry)
+        batched = self.batched.get(entry.kind)
+        if batched:
+            if pending is not None:
+                pending.append(entry)
+            else:
+                for batch_projector in batched:
+                    batch_projector(conn, [entry])
+
+    def flush(self, conn: Connection, pending: list[LedgerEntry]) -> None:
+        """Run the batch projectors over the entries *pending* collected (each with its own, in order); empty it."""
+        if not pending:
+            return
+        groups: dict[BatchProjector, list[LedgerEntry]] = {}
+        for entry in pending:
+            for projector in self.batched.get(entry.kind, ()):
+                groups.setdefault(projector, []).append(entry)
+        pending.clear()
+        for projector, entries in groups.items():
+            projector(conn, entries)
 
 
 @dataclass(frozen=True, slots=True)

@@ -386,11 +386,13 @@ class Sequencer:
                     state = self._sync(conn, writer)
                     entry_rows: list[repository.NewEntryRow] = []
                     node_rows: list[repository.NewNodeRow] = []
+                    pending: list[LedgerEntry] = []  # entries whose batch projectors have not run yet
                     for unit in batch:
-                        result = self._apply_unit(conn, unit, state, entry_rows, node_rows)
+                        result = self._apply_unit(conn, unit, state, entry_rows, node_rows, pending=pending)
                         outcomes.append(result)
                         if isinstance(result, list):
                             committed.extend(result)
+                    self.projectors.flush(conn, pending)
                     writer.insert(entry_rows, node_rows)
                     signed = self._sign_if_due(conn, batch, state, has_entries=bool(entry_rows))
         except self._storage_errors as exc:
@@ -455,14 +457,14 @@ class Sequencer:
 
     def _plain(self, batch: list[_Unit]) -> bool:
         """Whether every unit has entries, each with its payload, and nothing to run for any of them."""
-        projected = self.projectors.by_kind
+        handles = self.projectors.handles
         for unit in batch:
             if not unit.specs:
                 return False
             for spec in unit.specs:
                 if spec.payload_bytes is None or spec.prepare is not None or spec.project is not None:
                     return False
-                if projected and projected.get(spec.kind):
+                if handles(spec.kind):
                     return False
         return True
 
@@ -529,6 +531,8 @@ class Sequencer:
         state: _State,
         entry_rows: list[repository.NewEntryRow],
         node_rows: list[repository.NewNodeRow],
+        *,
+        pending: list[LedgerEntry],
     ) -> list[LedgerEntry] | BaseException:
         if not unit.specs:  # a checkpoint request, or the closing marker
             return []
@@ -548,8 +552,10 @@ class Sequencer:
                 except DomainError as exc:
                     return exc
                 entry = _next_entry(spec, at, payload_bytes, state, entry_rows=entry_rows, node_rows=node_rows)
-                self.projectors.apply(conn, entry)  # if it fails, the batch fails and this state is dropped
+                # If a projector fails, the batch fails and this state is dropped; batch projectors run later.
+                self.projectors.apply(conn, entry, pending=pending)
                 return [entry]
+        self.projectors.flush(conn, pending)  # what this unit's projectors or callbacks read is written first
         return self._apply_guarded(conn, unit, state, entry_rows, node_rows)
 
     def _apply_guarded(

@@ -136,23 +136,29 @@ _RECORD_SQL = {
 }
 
 
-def record_projection(conn: Connection, entry: LedgerEntry) -> None:
-    """Projector for ``check.decided``: who asked, what was decided, which subjects it named.
+def record_projections(conn: Connection, entries: list[LedgerEntry]) -> None:
+    """Batch projector for ``check.decided``: who asked, what was decided, which subjects each decision named.
 
-    It runs for every check, inside the ledger writer's batch, so it speaks to the driver
-    directly (no statement compilation per row); it only writes rows and never refuses.
+    It runs for every check, once per ledger writer's batch, so it speaks to the driver directly
+    (no statement compilation per row, one ``executemany`` per table); it only writes rows and
+    never refuses.
     """
-    payload = entry.payload
-    action = payload["action"]
+    decisions: list[tuple[Any, ...]] = []
+    subjects: list[tuple[Any, ...]] = []
+    for entry in entries:
+        payload = entry.payload
+        action = payload["action"]
+        decisions.append(
+            (entry.seq, action["organisation"], action["request"], action["purpose"], payload["decision"], entry.at)
+        )
+        permitted = set(payload["subjects"]["permitted"])
+        subjects.extend((entry.seq, subject, subject in permitted) for subject in dict.fromkeys(action["subjects"]))
+    if not decisions:
+        return
     decision_sql, subjects_sql = _RECORD_SQL[conn.dialect.paramstyle]
-    conn.exec_driver_sql(
-        decision_sql,
-        (entry.seq, action["organisation"], action["request"], action["purpose"], payload["decision"], entry.at),
-    )
-    permitted = set(payload["subjects"]["permitted"])
-    rows = [(entry.seq, subject, subject in permitted) for subject in dict.fromkeys(action["subjects"])]
-    if rows:
-        conn.exec_driver_sql(subjects_sql, rows)
+    conn.exec_driver_sql(decision_sql, decisions)
+    if subjects:
+        conn.exec_driver_sql(subjects_sql, subjects)
 
 
 class CheckService:

@@ -2,7 +2,7 @@
 
 Every ``check.decided`` entry that named a subject is projected into ``check_subjects``
 (subject, decision id, permitted or not) and ``check_decisions`` (who asked, for which
-purpose and request, the overall decision, when) by :func:`trust.checks.record_projection`.
+purpose and request, the overall decision, when) by :func:`trust.checks.record_projections`.
 :func:`uses_of` reads them for one subject, newest first, with the organisation's name
 and the purpose in plain words; for a use that was refused for this person it adds the
 reason the check gave for leaving them out (read from the recorded entries of that page

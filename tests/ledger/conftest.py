@@ -16,6 +16,7 @@ from ledger.service import Ledger
 def instance(instance: Instance) -> Instance:
     """The shared trust fixture with the domain projectors switched off."""
     instance.ledger.projectors.by_kind.clear()
+    instance.ledger.projectors.batched.clear()
     return instance
 
 
