@@ -5,7 +5,8 @@ calls :func:`worker_app`, which opens the trust named by ``DATATRUST_WORKER_DATA
 Every process has its own ledger writer, check index and caches. What keeps them one trust:
 
 * appends from every process go to one chain: each group commit takes the database's write
-  lock (PostgreSQL advisory lock, SQLite ``BEGIN IMMEDIATE``) and re-reads the head;
+  lock (PostgreSQL advisory lock; on SQLite a file lock the writers queue on, then
+  ``BEGIN IMMEDIATE``) and re-reads the head;
 * each check index follows the ledger (``trust.checks``: a withdrawal recorded by one
   worker binds checks in the others within one poll, 0.2 s);
 * a partner's suspension binds at once in the worker that recorded it and within 1 s in the

@@ -3,7 +3,8 @@
 SQLite runs in WAL mode with ``synchronous=FULL`` so a commit is durable when it
 returns. Two engines share one file: reads begin DEFERRED transactions, writes
 begin IMMEDIATE ones (taking the write lock up front, so concurrent writers queue
-on ``busy_timeout`` rather than failing on lock upgrade).
+on ``busy_timeout`` rather than failing on lock upgrade). The ledger writers of
+several processes first queue on a file lock of their own (:meth:`Database.writer_lock`).
 """
 
 from __future__ import annotations
