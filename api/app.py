@@ -15,13 +15,13 @@ from api.pages import STATIC_DIR
 from api.routes import agreements as agreements_routes
 from api.routes import auth as auth_routes
 from api.routes import checks as checks_routes
+from api.routes import checks_fast, pages_admin, pages_me, pages_public, pages_trustee
 from api.routes import consents as consents_routes
 from api.routes import ethics as ethics_routes
 from api.routes import governance as governance_routes
 from api.routes import ledger as ledger_routes
 from api.routes import me as me_routes
 from api.routes import ops as ops_routes
-from api.routes import pages_admin, pages_me, pages_public, pages_trustee
 from api.routes import requests as requests_routes
 from api.routes import webhooks as webhooks_routes
 from api.webhooks.worker import start_delivery_worker
@@ -87,6 +87,7 @@ def create_app(instance: Instance, *, close_on_shutdown: bool = False, backgroun
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    checks_fast.install(app)  # the common good check, answered before routing (api/routes/checks_fast.py)
     limits.install(app)  # body size and JSON depth limits (413/422 before any route reads the body)
     # Outermost, one layer around everything above: the request id, the security headers, the
     # request's timing and log line, and the problem+json 500 for an exception nothing handled.

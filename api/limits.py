@@ -93,7 +93,7 @@ class RequestLimitsMiddleware:
         while more:
             message = await receive()
             if message["type"] != "http.request":  # the client went away: let the app see it
-                await self.app(scope, _replay(b"", receive, first=message), send)
+                await self.app(scope, replay_body(b"", receive, first=message), send)
                 return
             chunk = bytes(message.get("body", b""))
             size += len(chunk)
@@ -117,7 +117,7 @@ class RequestLimitsMiddleware:
             )
             await response(scope, receive, send)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay_body(body, receive), send)
 
     @staticmethod
     async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
@@ -134,7 +134,7 @@ class RequestLimitsMiddleware:
         await response(scope, receive, send)
 
 
-def _replay(body: bytes, receive: Receive, *, first: Message | None = None) -> Receive:
+def replay_body(body: bytes, receive: Receive, *, first: Message | None = None) -> Receive:
     """A receive callable that hands over *body* (or *first*) once, then defers to *receive*."""
     pending: list[Message] = [
         first if first is not None else {"type": "http.request", "body": body, "more_body": False}

@@ -134,7 +134,8 @@ async def _check_context(request: Request) -> _CheckContext:
     return _CheckContext(_checks_of(request.app.state.instance), get_now(), request.app.state.metrics)
 
 
-def _action(body: CheckIn, principal: Principal, *, on_behalf_of: str | None = None) -> ProposedAction:
+def action_of(body: CheckIn, principal: Principal, *, on_behalf_of: str | None = None) -> ProposedAction:
+    """The proposed share *body* asks about, for *principal*'s organisation (raises on a refusal)."""
     if len(body.subjects) > MAX_SUBJECTS:
         msg = f"{len(body.subjects)} subjects in one check; the limit is {MAX_SUBJECTS}: split the call"
         raise PayloadTooLargeError(msg, limit=MAX_SUBJECTS)
@@ -176,7 +177,7 @@ async def create_check(
         raise ValidationError(msg, field="at")
     service, now = context.service, context.now
     _check_at(at, now)
-    action = _action(body, principal)
+    action = action_of(body, principal)
     if dry_run or len(action.subjects) > ON_LOOP_SUBJECTS:
         result = await run_in_threadpool(
             partial(service.decide, action, actor=principal.actor, now=now, dry_run=dry_run, at=at)
@@ -223,7 +224,7 @@ def dry_run_check(
         msg = "name the partner organisation to assess for with ?organisation=org_…"
         raise ValidationError(msg, field="organisation")
     _check_at(at, now)
-    action = _action(body, principal, on_behalf_of=organisation)
+    action = action_of(body, principal, on_behalf_of=organisation)
     return service.decide(action, actor=principal.actor, now=now, dry_run=True, at=at).to_json()
 
 
