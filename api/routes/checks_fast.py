@@ -59,7 +59,7 @@ class CheckFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI call."""
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST" or scope["query_string"]:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST" or scope.get("query_string"):
             await self.app(scope, receive, send)
             return
         message = await receive()  # the request limits hand the whole body over in one message
@@ -80,7 +80,7 @@ class CheckFastPath:
         """The recorded answer, or None when the route must handle the request."""
         token = None
         json_body = False
-        for name, value in scope["headers"]:
+        for name, value in scope.get("headers") or ():
             if name == b"authorization":
                 scheme, _, credential = value.partition(b" ")
                 if scheme.lower() == b"bearer":
