@@ -30,7 +30,7 @@ from ledger.entry import CanonicalPayload, LedgerEntry, canonical_payload, forma
 from ledger.errors import NotFoundError
 from ledger.models import entries_table
 from ledger.service import Ledger
-from trust.rules.base import ProposedAction
+from trust.rules.base import ProposedAction, canonical_reason
 from trust.rules.engine import Decision, Engine
 from trust.state import INDEXED_KINDS, TrustState
 
@@ -248,9 +248,22 @@ def _recorded_payload(action: ProposedAction, decision: Decision) -> tuple[Canon
     without their ``{``. ``tests/trust/test_check_answer.py`` holds them to a whole encoding.
     """
     action_json, decision_json = action.to_json(), decision.to_json()
-    decision_bytes = canonical_payload(decision_json)
+    decision_bytes = _canonical_decision(decision, decision_json)
     body = b'{"action":' + canonical_payload(action_json) + b"," + decision_bytes[1:]
     return CanonicalPayload.restore({"action": action_json, **decision_json}, body), decision_bytes
+
+
+def _canonical_decision(decision: Decision, shown: dict[str, Any]) -> bytes:
+    """RFC 8785 bytes of *shown* (``decision.to_json()``), with each reason's bytes worked out once.
+
+    The members in key order: ``as_of``, ``decision``, ``evaluated_at`` and ``obligations``
+    (encoded together), ``reasons`` (the rules' results, most of them cached by the engine and
+    recurring from check to check), ``subjects``.
+    """
+    head = canonical_payload({key: shown[key] for key in ("as_of", "decision", "evaluated_at", "obligations")})
+    tail = canonical_payload({"subjects": shown["subjects"]})
+    reasons = b",".join(map(canonical_reason, decision.reasons))
+    return head[:-1] + b',"reasons":[' + reasons + b"]," + tail[1:]
 
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ledger.entry import parse_at
+from ledger.entry import canonical_payload, parse_at
 from trust.state import OPERATIONS, RequestState, TrustState
 
 DEFAULT_MIN_COHORT = 10  # trust/governance.toml [outputs] min_cohort_size, when no configuration says otherwise
@@ -80,6 +80,8 @@ class RuleResult:
     obligations: tuple[tuple[str, Any], ...] = ()
     # The JSON, worked out by the first to_json and copied by the next ones (the engine shows cached results often).
     _shown: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    # Its RFC 8785 bytes, worked out once (see canonical_reason).
+    _canonical: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """The reason as the check answer shows it (a fresh dict and list every time)."""
@@ -109,8 +111,9 @@ class Exclusion:
 # Hot paths build results, exclusions and decisions through the slots' own setters: the same frozen
 # objects as their dataclass constructors make, at half the cost (those call object.__setattr__ per field).
 _new = object.__new__
-_set_rule, _set_outcome, _set_message, _set_evidence, _set_obligations, _set_shown = (
-    getattr(RuleResult, name).__set__ for name in ("rule", "outcome", "message", "evidence", "obligations", "_shown")
+_set_rule, _set_outcome, _set_message, _set_evidence, _set_obligations, _set_shown, _set_canonical = (
+    getattr(RuleResult, name).__set__
+    for name in ("rule", "outcome", "message", "evidence", "obligations", "_shown", "_canonical")
 )
 _set_subject, _set_xrule, _set_reason, _set_xevidence = (
     getattr(Exclusion, name).__set__ for name in ("subject", "rule", "reason", "evidence")
@@ -132,7 +135,17 @@ def rule_result(
     _set_evidence(result, evidence)
     _set_obligations(result, obligations)
     _set_shown(result, None)
+    _set_canonical(result, None)
     return result
+
+
+def canonical_reason(result: RuleResult) -> bytes:
+    """The RFC 8785 bytes of ``result.to_json()``, worked out once per result (cached results recur)."""
+    canonical = result._canonical  # noqa: SLF001 - the cache of this module's own class
+    if canonical is None:
+        canonical = canonical_payload(result.to_json())
+        _set_canonical(result, canonical)
+    return canonical
 
 
 _OUTCOME_TEXT = {outcome: str(outcome) for outcome in Outcome}  # plain strings, looked up faster than str()
