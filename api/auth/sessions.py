@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from http.cookies import SimpleCookie
-from typing import Any
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeSerializer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import store
 from api.auth.keys import auth_keys, auth_settings
@@ -45,11 +44,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{32}$")
 _served_over_https: ContextVar[bool] = ContextVar("served_over_https", default=False)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 revoke_sessions_for = store.revoke_sessions_for
 

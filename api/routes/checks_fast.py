@@ -20,11 +20,9 @@ CPU of the routed request). ``tests/api/test_checks_fast_path.py`` holds the two
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-
 from fastapi import FastAPI
 from pydantic import ValidationError as ModelError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth.principal import _token_principal
 from api.authz import authorise
@@ -33,12 +31,6 @@ from api.limits import replay_body
 from api.routes.checks import ON_LOOP_SUBJECTS, CheckIn, action_of
 from api.routes.checks import router as checks_router
 from ledger.errors import DomainError
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PATH = "/v1/checks"
 _JSON = b"application/json"
