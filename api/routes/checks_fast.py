@@ -70,15 +70,15 @@ class CheckFastPath:
 
     async def _answer(self, scope: Scope, body: bytes) -> bytes | None:
         """The recorded answer, or None when the route must handle the request."""
-        token = None
-        json_body = False
-        for name, value in scope.get("headers") or ():
-            if name == b"authorization":
-                scheme, _, credential = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    token = credential.strip().decode("latin-1")
-            elif name == b"content-type":
-                json_body = value.split(b";")[0].strip().lower() == _JSON
+        authorization = content_type = None
+        for name, value in scope.get("headers") or ():  # the first of each, as the route reads them
+            if name == b"authorization" and authorization is None:
+                authorization = value
+            elif name == b"content-type" and content_type is None:
+                content_type = value
+        scheme, _, credential = (authorization or b"").partition(b" ")
+        token = credential.strip().decode("latin-1") if scheme.lower() == b"bearer" else None
+        json_body = content_type is not None and content_type.split(b";")[0].strip().lower() == _JSON
         state = self.fastapi_app.state
         instance = state.instance
         service = instance.checks

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -111,6 +112,20 @@ def test_everything_else_is_the_routes(
         response = client.post("/v1/checks", json=change.get("body", BODY), headers=headers)
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM
+    assert instance.ledger.size() == size
+
+
+def test_the_first_authorization_header_is_the_one_read(
+    client: TestClient,
+    instance: Instance,
+    org_a: dict[str, str],  # noqa: F811
+) -> None:
+    """A bad token first and a good one after is refused, as the route (which reads the first) refuses it."""
+    assert _check(client, org_a).status_code == 200  # the client's standing is known from now on
+    size = instance.ledger.size()
+    headers = [("Authorization", "Bearer not.a.token"), ("Authorization", org_a["Authorization"])]
+    response = client.post("/v1/checks", json=BODY, headers=httpx.Headers(headers))
+    assert response.status_code == 401, response.text
     assert instance.ledger.size() == size
 
 
