@@ -47,9 +47,7 @@ class ProjectorRegistry:
             self.by_kind[kind].append(projector)
             if may_refuse:
                 self.refusing.add(kind)
-        for table in tables:
-            if table not in self.tables:
-                self.tables.append(table)
+        self._own(tables)
 
     def register_batch(self, kinds: Iterable[str], projector: BatchProjector, *, tables: Iterable[str] = ()) -> None:
         """Run *projector* with many entries of *kinds* at once (in sequence order): for rows written by the thousand.
@@ -62,6 +60,10 @@ class ProjectorRegistry:
         """
         for kind in kinds:
             self.batched[kind].append(projector)
+        self._own(tables)
+
+    def _own(self, tables: Iterable[str]) -> None:
+        """Note *tables* as written by projectors (each once, in the order first named)."""
         for table in tables:
             if table not in self.tables:
                 self.tables.append(table)
