@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from fastapi import Request
 from itsdangerous import BadSignature, TimestampSigner
@@ -62,8 +62,7 @@ async def current_principal(request: Request) -> Principal:
     instance: Instance = request.app.state.instance
     now = get_now()
     principal, key = _token_principal(instance, token, now=now)
-    if standing is None or not standing.is_good(key):
-        await run_in_threadpool(_confirm_standing, instance, principal, key, now, standing)
+    await confirm_standing(instance, principal, key, now, standing)
     request.state.principal = principal
     request.state.principal_source = "bearer"
     return principal
@@ -120,6 +119,24 @@ def principal_from_token(
     return principal
 
 
+async def confirm_standing(
+    instance: Instance, principal: Principal, key: StandingKey, now: datetime, standing: StandingCache | None
+) -> None:
+    """On the event loop: check the token's standing unless it is known to be good (raises UnauthorisedError).
+
+    A known good standing costs nothing (and is renewed in the background when due); otherwise
+    the database is read in the thread pool, one read at a time for all requests of one key.
+    """
+    if standing is None:
+        await run_in_threadpool(_confirm_standing, instance, principal, key, now, standing)
+        return
+    read = partial(_confirm_standing, instance, principal, key, now, standing)
+    if standing.is_good(key):
+        standing.refresh_ahead(key, read)
+        return
+    await standing.confirm(key, read)
+
+
 def _confirm_standing(
     instance: Instance, principal: Principal, key: StandingKey, now: datetime, standing: StandingCache | None
 ) -> None:
@@ -129,6 +146,8 @@ def _confirm_standing(
         try:
             _check_standing(conn, principal, credential_version=key[1], now=now)
         except ForbiddenError as exc:
+            if standing is not None:
+                standing.forget(key)
             msg = f"the access token is no longer valid: {exc.detail}"
             raise UnauthorisedError(msg) from None
     if standing is not None:

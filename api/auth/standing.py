@@ -12,13 +12,26 @@ request on the hot path (the check). This cache keeps only *good* standings:
 
 A generation number guards the race where a request reads the old standing while a
 suspension commits: what it read is then not remembered.
+
+On the event loop (:meth:`StandingCache.confirm`, :meth:`StandingCache.refresh_ahead`) the
+database is read in the thread pool, once at a time for a key: requests that arrive while a
+read is in flight wait for that read instead of each starting their own, and a standing in
+the second half of its time to live is read again in the background by the first request
+that sees it, so that under steady traffic it is renewed before it expires and no request
+waits for the database at all. (Before, every request in the moment after the expiry read
+the database itself: at 1,500 checks a second, about one request in fifteen.) A background
+read that finds the standing bad forgets it, so the next request is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Hashable
+from functools import partial
+
+from starlette.concurrency import run_in_threadpool
 
 from ledger.entry import LedgerEntry
 from ledger.service import Ledger
@@ -41,6 +54,7 @@ class StandingCache:
         self._lock = threading.Lock()
         self._good: dict[Hashable, float] = {}
         self._generation = 0
+        self._reading: dict[Hashable, asyncio.Task[None]] = {}  # reads in flight on the event loop, by key
 
     @classmethod
     def following(cls, ledger: Ledger, *, ttl_seconds: float = DEFAULT_TTL_SECONDS) -> StandingCache:
@@ -68,6 +82,40 @@ class StandingCache:
         """Whether *key* was found in good standing less than ``ttl_seconds`` ago."""
         until = self._good.get(key)
         return until is not None and self._clock() < until
+
+    def forget(self, key: Hashable) -> None:
+        """Forget *key*'s standing (a read found it bad): the next request reads it again."""
+        with self._lock:
+            self._good.pop(key, None)
+
+    async def confirm(self, key: Hashable, read: Callable[[], None]) -> None:
+        """Run *read* in the thread pool, or wait for the run already in flight for *key* on this loop.
+
+        *read* checks the database, raises if the standing is bad and calls :meth:`remember`
+        if it is good. Every caller sharing a run gets its outcome, the exception included.
+        """
+        await asyncio.shield(self._read(key, read))
+
+    def refresh_ahead(self, key: Hashable, read: Callable[[], None]) -> None:
+        """Start *read* in the background if *key* is good but past half its time to live and none is in flight."""
+        until = self._good.get(key)
+        if until is not None and until - self._clock() < self.ttl_seconds / 2 and key not in self._reading:
+            self._read(key, read)
+
+    def _read(self, key: Hashable, read: Callable[[], None]) -> asyncio.Task[None]:
+        loop = asyncio.get_running_loop()
+        task = self._reading.get(key)
+        if task is None or task.get_loop() is not loop:
+            task = loop.create_task(run_in_threadpool(read))
+            self._reading[key] = task
+            task.add_done_callback(partial(self._read_done, key))
+        return task
+
+    def _read_done(self, key: Hashable, task: asyncio.Task[None]) -> None:
+        if self._reading.get(key) is task:
+            del self._reading[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here too: a background read's refusal has no other reader
 
     def remember(self, key: Hashable, generation: int) -> None:
         """Remember *key* as in good standing, unless a change committed since *generation*."""

@@ -10,8 +10,9 @@ route in :mod:`api.routes.checks`: the token's principal, :func:`api.authz.autho
 :meth:`trust.checks.CheckService.decide_recorded` (the decision is durable before the answer).
 
 Anything else goes on, untouched, to the route, which decides it afresh: a query string
-(``dry_run``, ``at``), another content type, no bearer token, a token not yet verified or a
-client whose standing is not known to be good, a refusal, a body the model refuses, more
+(``dry_run``, ``at``), another content type, no bearer token, a token that does not verify
+or whose client is not in good standing (read as the route reads it, see
+:func:`api.auth.principal.confirm_standing`), a refusal, a body the model refuses, more
 subjects than are decided on the event loop, and an error while recording (nothing was
 recorded then). So every refusal and error a partner can get is the route's own, with its
 problem document; this path only makes the answer to a good request cheaper (about half the
@@ -23,7 +24,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.auth.principal import _token_principal
+from api.auth.principal import _token_principal, confirm_standing
 from api.authz import authorise
 from api.deps import get_now
 from api.limits import replay_body
@@ -86,8 +87,7 @@ class CheckFastPath:
         now = get_now()
         try:
             principal, standing_key = _token_principal(instance, token, now=now)
-            if not state.standing.is_good(standing_key):
-                return None  # the route reads the standing (off the event loop) and remembers it
+            await confirm_standing(instance, principal, standing_key, now, state.standing)
             authorise(principal, "checks.create")
             action = action_of(CheckIn.model_validate_json(body), principal)
         except (DomainError, ValueError):  # a refusal, or a body the model refuses (pydantic's is a ValueError)
