@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any
 
+import orjson
 import rfc8785
 
 from ledger.canonical import canonicalize
@@ -135,76 +136,44 @@ class LedgerEntry:
 _SAFE_INT = 2**53 - 1  # RFC 8785 §3.2.2.3: integers beyond this are not exact as IEEE 754 doubles
 
 
-class _NotCanonicalError(ValueError):
-    pass
+def _json_plain(value: Any) -> bool:
+    """Whether *value* is made only of JSON's own types, exactly: nothing an encoder would have to coerce.
 
-
-def _no_float(_text: str) -> Any:
-    raise _NotCanonicalError
-
-
-def _exact_int(text: str) -> int:
-    value = int(text)
-    if not -_SAFE_INT <= value <= _SAFE_INT:
-        raise _NotCanonicalError
-    return value
-
-
-# Made once: ``json.loads`` with hooks builds a new decoder on every call.
-_decode_exact = json.JSONDecoder(parse_float=_no_float, parse_int=_exact_int).decode
-
-
-def _flat(value: dict[str, Any]) -> bool:
-    """Whether *value* maps strings (exactly ``str``) to strings, booleans, nulls, exact integers or lists of strings.
-
-    An integer (exactly ``int``) within RFC 8785's exact range is written by the
-    encoder as its decimal digits, which is what RFC 8785 writes for it.
+    That is ``dict`` with ``str`` keys, ``list``, ``str``, ``bool``, ``None`` and ``int`` within
+    RFC 8785's exact range (no float, no tuple, no subclass such as an enum, no date).
     """
-    for key, item in value.items():
-        kind = type(item)
-        if type(key) is not str:
-            return False
-        if kind is int:
-            if not -_SAFE_INT <= item <= _SAFE_INT:
-                return False
-            continue
-        if not (kind is str or kind is bool or item is None or kind is list):
-            return False
-        if kind is list:
-            for element in item:
-                if type(element) is not str:
-                    return False
-    return True
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_SAFE_INT <= value <= _SAFE_INT)
+    if kind is dict:
+        return all(type(key) is str for key in value) and all(map(_json_plain, value.values()))
+    if kind is list:
+        return all(map(_json_plain, value))
+    return False
 
 
-# One encoder for every payload (``json.dumps`` with options builds a new one per call).
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False).encode
+_SORTED = orjson.OPT_SORT_KEYS
 
 
 def _fast_canonical(value: dict[str, Any]) -> bytes | None:
-    """RFC 8785 bytes of *value* via the C JSON encoder, or None where only the full path can decide.
+    """RFC 8785 bytes of *value* via orjson, or None where only the full path (``rfc8785``) can decide.
 
-    For ASCII output the standard library's ``sort_keys`` order (code points)
-    equals RFC 8785's order (UTF-16 code units), and ``ensure_ascii=False``
-    escapes exactly the characters RFC 8785 escapes, the same way. Parsing the
-    result back refuses floats and out-of-range integers, and comparing it with
-    the input catches anything the encoder coerced (non-string keys, tuples).
+    For a value of JSON's own types (:func:`_json_plain`) whose output is ASCII, orjson's
+    sorted output is RFC 8785's: the same compact separators, keys in code-point order (for
+    ASCII, RFC 8785's UTF-16 order), integers as their digits, and strings escaped alike (each
+    of the 128 ASCII characters is tested against ``rfc8785``, and a property test holds the
+    two to each other on arbitrary values). orjson is about five times faster than the
+    standard library's encoder on a check's small objects, and needs no parse back.
     """
     try:
-        text = _encode(value)
-    except (TypeError, ValueError):
+        if not _json_plain(value):
+            return None
+        out = orjson.dumps(value, option=_SORTED)
+    except (orjson.JSONEncodeError, RecursionError):  # a lone surrogate, or nested too deeply for the shortcut
         return None
-    if not text.isascii():
-        return None
-    if _flat(value):  # nothing the encoder could coerce, no float: parsing it back would change nothing
-        return text.encode()
-    try:
-        back = _decode_exact(text)
-    except _NotCanonicalError:
-        return None
-    if back != value:
-        return None
-    return text.encode()
+    return out if out.isascii() else None
 
 
 class CanonicalPayload(dict[str, Any]):

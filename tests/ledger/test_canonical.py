@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -203,3 +204,65 @@ def test_timestamps_are_fixed_width_and_round_trip(moment: datetime, text: str) 
     """Years before 1000 are zero-padded too, so timestamps sort and parse like any other."""
     assert format_at(moment) == text
     assert parse_at(text) == moment
+
+
+# -- the payload shortcut --------------------------------------------------------------------------
+
+
+class _Colour(enum.Enum):
+    RED = "red"
+
+
+class _Tag(str):
+    __slots__ = ()
+
+
+_odd_scalars = st.sampled_from(
+    [1.0, 0.5, float("inf"), 2**53, -(2**53), 2**64, _Colour.RED, _Tag("x"), b"bytes", (1, 2), {1, 2}, "\ud800"]
+)
+_json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-SAFE_INT, max_value=SAFE_INT),
+    st.text(alphabet=st.characters(codec="ascii")),
+    st.text(),  # any Unicode, astral characters and U+E000-U+FFFF included (their key order differs in UTF-16)
+)
+# Keys whose order differs between code points and UTF-16 code units, among others.
+_keys = st.text(max_size=6) | st.text(
+    alphabet=st.sampled_from(["a", "\u00e9", "\ue000", "\uffff", "\U00010000"]), max_size=3
+)
+_payload_values = st.recursive(
+    st.one_of(_json_scalars, _odd_scalars),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.dictionaries(_keys, _payload_values, max_size=5))
+def test_the_payload_shortcut_gives_exactly_what_the_general_path_gives(payload: dict[str, Any]) -> None:
+    """``canonical_payload`` (orjson where it can) equals ``canonicalize`` (rfc8785): the same bytes or a refusal."""
+    try:
+        expected: bytes | None = canonicalize(payload)
+    except ValidationError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ValidationError):
+            canonical_payload(payload)
+    else:
+        assert canonical_payload(payload) == expected
+
+
+@pytest.mark.parametrize("code", range(128))
+def test_every_ascii_character_is_written_as_rfc8785_writes_it(code: int) -> None:
+    """As a value and as a key, each of the 128 ASCII characters gives RFC 8785's bytes through the shortcut."""
+    payload: dict[str, Any] = {"value": chr(code), chr(code): code}
+    assert canonical_payload(payload) == rfc8785.dumps(payload)
+
+
+def test_keys_beyond_ascii_are_ordered_by_utf16_code_units_through_the_payload_path() -> None:
+    """U+10000 sorts before U+FFFF in UTF-16 (a surrogate pair starts 0xD800), after it by code point."""
+    payload = {"\uffff": 1, "\U00010000": {"\uffff": 2, "\U00010000": 3}}
+    assert (
+        canonical_payload(payload) == b'{"\xf0\x90\x80\x80":{"\xf0\x90\x80\x80":3,"\xef\xbf\xbf":2},"\xef\xbf\xbf":1}'
+    )
