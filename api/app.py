@@ -70,6 +70,7 @@ def create_app(instance: Instance, *, close_on_shutdown: bool = False, backgroun
                 stop()
             if close_on_shutdown:
                 instance.close()
+            logs.flush_logs()  # the request lines still pending, written before the server exits
 
     app = FastAPI(
         title="datatrust",

@@ -6,7 +6,8 @@ with its ethics approval, and a few thousand consenting people. Load comes from 
 separate process, Debian's ``wrk`` (``apt-get install wrk``), posting one-subject
 check bodies (a random consenting person each time) with a partner's bearer token
 over 32 connections. Every answer is a recorded decision, durable before it is
-sent (group commit). In the same run, two bare FastAPI endpoints that parse the
+sent (group commit), and every request is logged as ``datatrust serve`` logs it (one JSON
+line on standard error, kept in the scratch folder; the count is reported). In the same run, two bare FastAPI endpoints that parse the
 same body and answer a constant are measured the same way, with as many processes:
 an ``async def`` one (the ceiling: no thread hop) and a plain ``def`` one.
 
@@ -118,8 +119,10 @@ def real_app() -> Any:
     """Factory for uvicorn's worker processes: the real app on the trust in ``BENCH_DATA_DIR``."""
     from api.app import create_app  # noqa: PLC0415
     from api.instance import Instance  # noqa: PLC0415
+    from api.logs import configure_logging  # noqa: PLC0415
     from api.workers import prepare_gc_for_serving  # noqa: PLC0415
 
+    configure_logging()  # one JSON line per request on standard error, as `datatrust serve` writes
     app = create_app(Instance.open(Path(os.environ["BENCH_DATA_DIR"])), close_on_shutdown=True)
     prepare_gc_for_serving()  # as `datatrust serve` does
     return app
@@ -145,15 +148,18 @@ def serve(what: str, port: int, workers: int) -> None:
 
 
 @contextlib.contextmanager
-def server(what: str, *, workers: int, database_url: str | None) -> Iterator[tuple[int, list[int]]]:
-    """Run :func:`serve` in a child process; yield its port and the pids doing the work once it answers."""
+def server(
+    what: str, *, workers: int, database_url: str | None, log: Path | None = None
+) -> Iterator[tuple[int, list[int]]]:
+    """Run :func:`serve` in a child process (standard error to *log*); yield its port and working pids."""
     port = free_port()
     args = [sys.executable, __file__, "--serve", what, "--port", str(port), "--workers", str(workers)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("DATATRUST_DATABASE_URL", None)
     if database_url:
         env["DATATRUST_DATABASE_URL"] = database_url
-    proc = subprocess.Popen(args, cwd=ROOT, env=env)
+    stderr = stack_log = log.open("w") if log is not None else None
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stderr=stderr)
     try:
         wait_for_port(port, proc)
         yield port, _working_pids(proc.pid, workers)
@@ -163,6 +169,8 @@ def server(what: str, *, workers: int, database_url: str | None) -> Iterator[tup
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if stack_log is not None:
+            stack_log.close()
 
 
 def _working_pids(pid: int, workers: int) -> list[int]:
@@ -233,9 +241,13 @@ def main() -> None:
             values = {"token": token, "prefix": BODY_PREFIX, "suffix": BODY_SUFFIX, "subjects": args.subjects}
             script.write_text(LUA % values)
             for name, what in (("checks", str(data_dir)), ("bare_async", "@async"), ("bare_def", "@def")):
-                with server(what, workers=args.workers, database_url=database_url) as (port, pids):
+                log = scratch / f"{name}.log"
+                with server(what, workers=args.workers, database_url=database_url, log=log) as (port, pids):
                     figures[name] = load(port, pids, script, seconds=args.seconds, connections=args.connections)
                 loads[name] = [round(x, 2) for x in os.getloadavg()]
+                if name == "checks":  # the request log was written as `datatrust serve` writes it
+                    logged = log.read_text().count('"logger":"datatrust.access"')
+                    figures[name]["request_log_lines_warm_up_included"] = logged
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     checks, bare_async, bare_def = figures["checks"], figures["bare_async"], figures["bare_def"]
