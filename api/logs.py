@@ -35,6 +35,7 @@ A server killed outright (SIGKILL) loses the INFO lines of its last few millisec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -168,8 +169,9 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._waiting.clear()
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001 - a closed or broken stream must not kill the writer
-                sys.stderr.write("datatrust: could not write log lines\n")
+            except Exception:  # noqa: BLE001 - a closed or broken stream must not stop the writer
+                with contextlib.suppress(Exception):
+                    sys.__stderr__.write("datatrust: could not write log lines\n")  # type: ignore[union-attr]
 
 
 def flush_logs() -> None:

@@ -87,7 +87,10 @@ class CheckFastPath:
         now = get_now()
         try:
             principal, standing_key = _token_principal(instance, token, now=now)
-            await confirm_standing(instance, principal, standing_key, now, state.standing)
+            try:
+                await confirm_standing(instance, principal, standing_key, now, state.standing)
+            except Exception:  # noqa: BLE001 - a refusal or a storage error: the route reads it again and answers
+                return None
             authorise(principal, "checks.create")
             action = action_of(CheckIn.model_validate_json(body), principal)
         except (DomainError, ValueError):  # a refusal, or a body the model refuses (pydantic's is a ValueError)

@@ -12,10 +12,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
+from api.auth import principal as principal_module
 from api.instance import Instance
 from api.routes import checks as checks_route
 from api.routes.checks_fast import CheckFastPath
@@ -169,6 +172,27 @@ def test_a_failed_recording_is_answered_by_the_route_with_its_problem(
         raise UnavailableError(msg)
 
     monkeypatch.setattr(CheckService, "decide_recorded", unavailable)
+    response = _check(client, org_a)
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert instance.ledger.size() == size
+
+
+def test_a_standing_that_cannot_be_read_is_answered_by_the_route_with_its_problem(
+    client: TestClient,
+    org_a: dict[str, str],  # noqa: F811
+    instance: Instance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database is down when the standing must be read again: the partner gets the route's 503, not a 500."""
+    assert _check(client, org_a).status_code == 200
+    size = instance.ledger.size()
+    cast("FastAPI", client.app).state.standing.clear()  # forgotten, as a second after it was read
+
+    def unreachable(*_args: Any, **_kwargs: Any) -> None:
+        raise OperationalError("SELECT", {}, psycopg.OperationalError("connection refused"))
+
+    monkeypatch.setattr(principal_module, "_check_standing", unreachable)
     response = _check(client, org_a)
     assert response.status_code == 503, response.text
     assert response.headers["content-type"] == PROBLEM
