@@ -46,10 +46,10 @@ def api(instance: Instance) -> Iterator[TestClient]:
         yield client
 
 
-def test_a_suspension_recorded_by_another_server_binds_once_the_standing_expires(
+def _suspended_by_another_server(
     instance: Instance, api: TestClient, db_url: str
-) -> None:
-    """Another server's suspension is not heard of here at once, but binds within the time to live."""
+) -> tuple[FakeClock, StandingCache, str, str]:
+    """A client whose good standing this server remembers (1 s), then suspended by a second server."""
     clock = FakeClock()
     standing = StandingCache(ttl_seconds=1.0, clock=clock)
     instance.ledger.add_listener(standing.on_commit)
@@ -62,6 +62,14 @@ def test_a_suspension_recorded_by_another_server_binds_once_the_standing_expires
         suspend_client(other.ledger, client_id=client_id, reason="key leaked", actor="trust", now=datetime.now(UTC))
     finally:
         other.close()
+    return clock, standing, client_id, token
+
+
+def test_a_suspension_recorded_by_another_server_binds_once_the_standing_expires(
+    instance: Instance, api: TestClient, db_url: str
+) -> None:
+    """Another server's suspension is not heard of here at once, but binds within the time to live."""
+    clock, _standing, client_id, token = _suspended_by_another_server(instance, api, db_url)
 
     assert whoami(api, token).status_code == 200  # this server has not heard yet: within the documented bound
     clock.now += 1.01
@@ -184,18 +192,7 @@ def test_a_suspension_found_by_a_background_read_binds_before_the_time_to_live_i
     instance: Instance, api: TestClient, db_url: str
 ) -> None:
     """Another server's suspension, found by the renewal a request started, refuses the next request at once."""
-    clock = FakeClock()
-    standing = StandingCache(ttl_seconds=1.0, clock=clock)
-    instance.ledger.add_listener(standing.on_commit)
-    api.app.state.standing = standing  # type: ignore[attr-defined]
-    client_id, _secret, token = _client_token(instance, api)
-    assert whoami(api, token).status_code == 200  # read from the database, then remembered
-
-    other = Instance.open(instance.data_dir, database_url=db_url)  # a second server on the same database
-    try:
-        suspend_client(other.ledger, client_id=client_id, reason="key leaked", actor="trust", now=datetime.now(UTC))
-    finally:
-        other.close()
+    clock, standing, client_id, token = _suspended_by_another_server(instance, api, db_url)
 
     clock.now += 0.6  # past half the time to live, not past all of it
     assert whoami(api, token).status_code == 200  # answered from the cache, and a renewal started

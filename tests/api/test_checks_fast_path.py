@@ -172,10 +172,7 @@ def test_a_failed_recording_is_answered_by_the_route_with_its_problem(
         raise UnavailableError(msg)
 
     monkeypatch.setattr(CheckService, "decide_recorded", unavailable)
-    response = _check(client, org_a)
-    assert response.status_code == 503, response.text
-    assert response.headers["content-type"] == PROBLEM
-    assert instance.ledger.size() == size
+    _assert_the_routes_503(_check(client, org_a), instance, size)
 
 
 def test_a_standing_that_cannot_be_read_is_answered_by_the_route_with_its_problem(
@@ -193,7 +190,11 @@ def test_a_standing_that_cannot_be_read_is_answered_by_the_route_with_its_proble
         raise OperationalError("SELECT", {}, psycopg.OperationalError("connection refused"))
 
     monkeypatch.setattr(principal_module, "_check_standing", unreachable)
-    response = _check(client, org_a)
+    _assert_the_routes_503(_check(client, org_a), instance, size)
+
+
+def _assert_the_routes_503(response: Any, instance: Instance, size: int) -> None:
+    """The route's 503 problem document, and nothing recorded."""
     assert response.status_code == 503, response.text
     assert response.headers["content-type"] == PROBLEM
     assert instance.ledger.size() == size
