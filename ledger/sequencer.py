@@ -101,6 +101,9 @@ def _held_lock() -> _thread.LockType:
     return lock
 
 
+_NEVER_WAITED = _thread.allocate_lock()  # the wake of units nobody waits on (submit_nowait): never acquired
+
+
 @dataclass(slots=True)
 class _Unit:
     specs: list[AppendSpec]
@@ -209,7 +212,7 @@ class Sequencer:
         if not specs:
             msg = "nothing to append"
             raise ValidationError(msg)
-        unit = _Unit(specs, checkpoint=False, proxied=True, done=done)
+        unit = _Unit(specs, checkpoint=False, wake=_NEVER_WAITED, proxied=True, done=done)
         with self._mutex:
             if self._closed:
                 msg = "the ledger is closed"

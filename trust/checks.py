@@ -21,7 +21,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, select
 
@@ -156,9 +156,15 @@ def record_projections(conn: Connection, entries: list[LedgerEntry]) -> None:
     if not decisions:
         return
     decision_sql, subjects_sql = _RECORD_SQL[conn.dialect.paramstyle]
-    conn.exec_driver_sql(decision_sql, decisions)
-    if subjects:
-        conn.exec_driver_sql(subjects_sql, subjects)
+    # The driver's own cursor, inside the writer's transaction: SQLAlchemy's execution context per
+    # statement was a third of the writer thread's time (under the GIL) on a busy check path.
+    cursor = cast("Any", conn.connection.dbapi_connection).cursor()
+    try:
+        cursor.executemany(decision_sql, decisions)
+        if subjects:
+            cursor.executemany(subjects_sql, subjects)
+    finally:
+        cursor.close()
 
 
 class CheckService:
