@@ -61,7 +61,8 @@ def test_lines_logged_together_are_written_together_by_the_writer_thread(
     logger: tuple[logging.Logger, BatchedStreamHandler, CountingStream],
 ) -> None:
     """A hundred INFO lines logged at once reach the stream in order, in a few writes, none by the logging thread."""
-    log, _handler, stream = logger
+    log, handler, stream = logger
+    handler.flush_seconds = 1.0  # ample time for the hundred calls, however busy the machine
     for n in range(100):
         log.info("line %d", n)
     assert stream.writes == 0  # nothing written on the logging thread
