@@ -86,7 +86,7 @@ class Instance:
             checkpoint_interval=checkpoint_interval,
         )
         vault = Vault.from_file(data_dir / "keys" / "vault.key")
-        ledger.projectors.register_batch(
+        ledger.projectors.register_rows(
             ["check.decided"], record_projections, tables=["check_decisions", "check_subjects"]
         )
         governance_projections.register(ledger.projectors)

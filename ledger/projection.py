@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from sqlalchemy import Connection, MetaData, Table, select
 
@@ -23,6 +24,7 @@ from ledger.entry import LedgerEntry
 
 Projector = Callable[[Connection, LedgerEntry], None]
 BatchProjector = Callable[[Connection, list[LedgerEntry]], None]
+RowProjector = Callable[[Any, str, list[LedgerEntry]], None]  # (DB-API cursor, its paramstyle, entries)
 
 
 @dataclass
@@ -33,6 +35,7 @@ class ProjectorRegistry:
     tables: list[str] = field(default_factory=list)
     refusing: set[str] = field(default_factory=set)  # kinds with a projector that may raise a domain error
     batched: dict[str, list[BatchProjector]] = field(default_factory=lambda: defaultdict(list))
+    rows: dict[str, list[RowProjector]] = field(default_factory=lambda: defaultdict(list))
 
     def register(
         self, kinds: Iterable[str], projector: Projector, *, tables: Iterable[str] = (), may_refuse: bool = True
@@ -62,6 +65,20 @@ class ProjectorRegistry:
             self.batched[kind].append(projector)
         self._own(tables)
 
+    def register_rows(self, kinds: Iterable[str], projector: RowProjector, *, tables: Iterable[str] = ()) -> None:
+        """A batch projector that writes rows through the driver's own cursor, and does nothing else.
+
+        *projector* is called as ``projector(cursor, paramstyle, entries)``: a DB-API cursor inside
+        the writer's transaction, its driver's parameter style (``qmark`` or ``pyformat``), and the
+        batch's entries of *kinds* in sequence order. It must only insert rows (never read, never
+        refuse an entry), so that the writer may run it inside the guarded transaction of a batch
+        of plain entries (:meth:`ledger.repository.BatchWriter.append_if_head`), where SQLAlchemy
+        is not in charge of the transaction. Elsewhere it runs as a batch projector does.
+        """
+        for kind in kinds:
+            self.rows[kind].append(projector)
+        self._own(tables)
+
     def _own(self, tables: Iterable[str]) -> None:
         """Note *tables* as written by projectors (each once, in the order first named)."""
         for table in tables:
@@ -70,7 +87,20 @@ class ProjectorRegistry:
 
     def handles(self, kind: str) -> bool:
         """Whether any projector runs for *kind*."""
-        return bool(self.by_kind.get(kind) or self.batched.get(kind))
+        return bool(self.by_kind.get(kind) or self.batched.get(kind) or self.rows.get(kind))
+
+    def rows_only(self, kind: str) -> bool:
+        """Whether every projector of *kind* is a row projector (:meth:`register_rows`), and there is one."""
+        return bool(self.rows.get(kind)) and not self.by_kind.get(kind) and not self.batched.get(kind)
+
+    def project_rows(self, cursor: Any, paramstyle: str, entries: list[LedgerEntry]) -> None:
+        """Run the row projectors over *entries* (each projector once, with its kinds' entries, in order)."""
+        groups: dict[RowProjector, list[LedgerEntry]] = {}
+        for entry in entries:
+            for projector in self.rows.get(entry.kind, ()):
+                groups.setdefault(projector, []).append(entry)
+        for projector, mine in groups.items():
+            projector(cursor, paramstyle, mine)
 
     def may_refuse(self, kind: str) -> bool:
         """Whether a projector for *kind* may refuse the entry (it then runs in a savepoint)."""
@@ -83,25 +113,32 @@ class ProjectorRegistry:
         """
         for projector in self.by_kind.get(entry.kind, ()):
             projector(conn, entry)
-        batched = self.batched.get(entry.kind)
-        if batched:
+        if self.batched.get(entry.kind) or self.rows.get(entry.kind):
             if pending is not None:
                 pending.append(entry)
             else:
-                for batch_projector in batched:
-                    batch_projector(conn, [entry])
+                self.flush(conn, [entry])
 
     def flush(self, conn: Connection, pending: list[LedgerEntry]) -> None:
         """Run the batch projectors over the entries *pending* collected (each with its own, in order); empty it."""
         if not pending:
             return
+        entries = list(pending)
+        pending.clear()
         groups: dict[BatchProjector, list[LedgerEntry]] = {}
-        for entry in pending:
+        for entry in entries:
             for projector in self.batched.get(entry.kind, ()):
                 groups.setdefault(projector, []).append(entry)
-        pending.clear()
-        for projector, entries in groups.items():
-            projector(conn, entries)
+        for projector, mine in groups.items():
+            projector(conn, mine)
+        if any(entry.kind in self.rows for entry in entries):
+            if not conn.in_transaction():  # as SQLAlchemy's own first statement would (autobegin)
+                conn.begin()
+            cursor = cast("Any", conn.connection.dbapi_connection).cursor()
+            try:
+                self.project_rows(cursor, conn.dialect.paramstyle, entries)
+            finally:
+                cursor.close()
 
 
 @dataclass(frozen=True, slots=True)

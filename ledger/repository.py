@@ -250,7 +250,15 @@ class BatchWriter:
         if nodes:
             cursor.executemany(_INSERT_NODES_SQL + "(?, ?, ?)", nodes)
 
-    def append_if_head(self, entries: list[NewEntryRow], nodes: list[NewNodeRow], *, size: int, prev: bytes) -> bool:
+    def append_if_head(
+        self,
+        entries: list[NewEntryRow],
+        nodes: list[NewNodeRow],
+        *,
+        size: int,
+        prev: bytes,
+        project: Callable[[Any, str], None] | None = None,
+    ) -> bool:
         """Append *entries* (prepared from a head read earlier) in a transaction of their own, if still valid.
 
         Takes the cross-process lock, then checks that the ledger still has
@@ -267,19 +275,30 @@ class BatchWriter:
         reads the head with a snapshot taken once the lock is held), ``COMMIT``; an
         empty transaction is committed when the guard fails. The callers' entries
         are durable once the ``COMMIT``'s answer has come back.
+
+        *project*, if given, is called as ``project(cursor, paramstyle)`` once the guard has
+        passed and the entries are inserted, before the commit, to insert the rows that project
+        them (``ProjectorRegistry.project_rows``). On PostgreSQL the pipeline then waits for the
+        guarded insert's answer first: two round trips instead of one.
         """
         if not entries:
             msg = "append_if_head needs entries"
             raise ValueError(msg)
         if self.is_postgresql:
-            return self._pg_append_if_head(entries, nodes, size=size, prev=prev)
+            return self._pg_append_if_head(entries, nodes, size=size, prev=prev, project=project)
         if self._driver.in_transaction:  # not ours to commit: let the caller take its usual path
             return False
         with self._writer_lock():
-            return self._sqlite_append_if_head(entries, nodes, size=size, prev=prev)
+            return self._sqlite_append_if_head(entries, nodes, size=size, prev=prev, project=project)
 
     def _sqlite_append_if_head(
-        self, entries: list[NewEntryRow], nodes: list[NewNodeRow], *, size: int, prev: bytes
+        self,
+        entries: list[NewEntryRow],
+        nodes: list[NewNodeRow],
+        *,
+        size: int,
+        prev: bytes,
+        project: Callable[[Any, str], None] | None,
     ) -> bool:
         cursor = self._cursor
         cursor.execute("BEGIN IMMEDIATE")  # the write lock, before the head is read
@@ -292,6 +311,8 @@ class BatchWriter:
             cursor.executemany(_INSERT_ENTRIES_SQL + "(?, ?, ?, ?, ?, ?)", entries)
             if nodes:
                 cursor.executemany(_INSERT_NODES_SQL + "(?, ?, ?)", nodes)
+            if project is not None:
+                project(cursor, "qmark")
             cursor.execute("COMMIT")
         except BaseException:
             if self._driver.in_transaction:
@@ -300,7 +321,13 @@ class BatchWriter:
         return True
 
     def _pg_append_if_head(
-        self, entries: list[NewEntryRow], nodes: list[NewNodeRow], *, size: int, prev: bytes
+        self,
+        entries: list[NewEntryRow],
+        nodes: list[NewNodeRow],
+        *,
+        size: int,
+        prev: bytes,
+        project: Callable[[Any, str], None] | None,
     ) -> bool:
         driver = self._driver
         if driver.info.transaction_status != _PG_IDLE:  # not ours to commit: let the caller take its usual path
@@ -310,16 +337,22 @@ class BatchWriter:
         if self._insert_cursor is None:
             self._insert_cursor = driver.cursor()
         control, insert = self._cursor, self._insert_cursor
+        guarded = None  # the guarded insert's answer, read inside the pipeline when rows are projected
         # Autocommit, so that psycopg sends no BEGIN of its own (followed by a sync, a round trip): ours
         # is queued with the rest, and everything goes when the pipeline ends, answered at once.
         driver.autocommit = True
         try:
-            with driver.pipeline():
+            with driver.pipeline() as pipeline:
                 control.execute("BEGIN")
                 control.execute(_PG_LOCK_SQL)
                 insert.execute(_PG_GUARDED_INSERT_SQL, params)
+                if project is not None:  # project only once the guard is known to have passed
+                    pipeline.sync()
+                    guarded = insert.fetchone()
+                    if guarded is not None and int(guarded[0]) == len(entries):
+                        project(control, "pyformat")
                 control.execute("COMMIT")
-            row = insert.fetchone()
+            row = insert.fetchone() if project is None else guarded
         except BaseException:
             if driver.info.transaction_status != _PG_IDLE:  # a statement failed: the transaction is aborted
                 with contextlib.suppress(Exception):

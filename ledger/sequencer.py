@@ -9,9 +9,11 @@ that several processes never fork the chain, assigns sequence numbers, runs
 each unit's ``prepare`` and ``project`` callbacks inside a savepoint, inserts
 the entries and the Merkle nodes they complete, optionally signs a checkpoint,
 and commits once. A batch of plain entries (payload given; no callback,
-projector or checkpoint to run) is instead built before the lock, from the head
-this process last wrote, and written by one guarded transaction (on PostgreSQL
-one round trip): lock, check that the head is still that one, insert, commit.
+checkpoint or projector to run but row projectors, which only insert rows) is
+instead built before the lock, from the head this process last wrote, and written
+by one guarded transaction (on PostgreSQL one round trip, two with row
+projectors): lock, check that the head is still that one, insert the entries and
+the projected rows, commit.
 If another process appended meanwhile, nothing is written and the batch is
 redone the first way. Only after the commit returns (durable) are the callers
 released: "adding an entry returns a durably assigned sequence number, or an
@@ -37,6 +39,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from itertools import pairwise
 from typing import Any
 
@@ -439,6 +442,7 @@ class Sequencer:
         state = cached.copy()
         entry_rows: list[repository.NewEntryRow] = []
         node_rows: list[repository.NewNodeRow] = []
+        rows_kinds = self.projectors.rows
         for unit in batch:
             try:  # the only check left that may refuse a plain unit: refuse it whole, before building any of it
                 ats = [format_at(spec.at) for spec in unit.specs]
@@ -451,7 +455,11 @@ class Sequencer:
             ]
             committed.extend(entries)
             outcomes.append(entries)
-        if entry_rows and not writer.append_if_head(entry_rows, node_rows, size=cached.tree.size, prev=cached.prev):
+        projected = [entry for entry in committed if entry.kind in rows_kinds]  # row projectors' entries
+        project = partial(self.projectors.project_rows, entries=projected) if projected else None
+        if entry_rows and not writer.append_if_head(
+            entry_rows, node_rows, size=cached.tree.size, prev=cached.prev, project=project
+        ):
             log.debug("ledger head moved (another writer appended): redoing the batch under the lock")
             self._state = None
             self._contended = True  # until a batch under the lock finds our head still current
@@ -459,15 +467,15 @@ class Sequencer:
         return state
 
     def _plain(self, batch: list[_Unit]) -> bool:
-        """Whether every unit has entries, each with its payload, and nothing to run for any of them."""
-        handles = self.projectors.handles
+        """Whether every unit has entries, each with its payload, and nothing to run for them but row projectors."""
+        handles, rows_only = self.projectors.handles, self.projectors.rows_only
         for unit in batch:
             if not unit.specs:
                 return False
             for spec in unit.specs:
                 if spec.payload_bytes is None or spec.prepare is not None or spec.project is not None:
                     return False
-                if handles(spec.kind):
+                if handles(spec.kind) and not rows_only(spec.kind):
                     return False
         return True
 

@@ -21,7 +21,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Connection, select
 
@@ -136,12 +136,13 @@ _RECORD_SQL = {
 }
 
 
-def record_projections(conn: Connection, entries: list[LedgerEntry]) -> None:
-    """Batch projector for ``check.decided``: who asked, what was decided, which subjects each decision named.
+def record_projections(cursor: Any, paramstyle: str, entries: list[LedgerEntry]) -> None:
+    """Row projector for ``check.decided``: who asked, what was decided, which subjects each decision named.
 
-    It runs for every check, once per ledger writer's batch, so it speaks to the driver directly
-    (no statement compilation per row, one ``executemany`` per table); it only writes rows and
-    never refuses.
+    It runs for every check, once per ledger writer's batch, on the driver's cursor inside the
+    writer's transaction (``ProjectorRegistry.register_rows``): one ``executemany`` per table, no
+    statement compilation, no SQLAlchemy execution context. It only writes rows and never refuses,
+    so a batch of checks is written by the writer's guarded transaction of its own.
     """
     decisions: list[tuple[Any, ...]] = []
     subjects: list[tuple[Any, ...]] = []
@@ -155,16 +156,10 @@ def record_projections(conn: Connection, entries: list[LedgerEntry]) -> None:
         subjects.extend((entry.seq, subject, subject in permitted) for subject in dict.fromkeys(action["subjects"]))
     if not decisions:
         return
-    decision_sql, subjects_sql = _RECORD_SQL[conn.dialect.paramstyle]
-    # The driver's own cursor, inside the writer's transaction: SQLAlchemy's execution context per
-    # statement was a third of the writer thread's time (under the GIL) on a busy check path.
-    cursor = cast("Any", conn.connection.dbapi_connection).cursor()
-    try:
-        cursor.executemany(decision_sql, decisions)
-        if subjects:
-            cursor.executemany(subjects_sql, subjects)
-    finally:
-        cursor.close()
+    decision_sql, subjects_sql = _RECORD_SQL[paramstyle]
+    cursor.executemany(decision_sql, decisions)
+    if subjects:
+        cursor.executemany(subjects_sql, subjects)
 
 
 class CheckService:

@@ -17,6 +17,7 @@ def instance(instance: Instance) -> Instance:
     """The shared trust fixture with the domain projectors switched off."""
     instance.ledger.projectors.by_kind.clear()
     instance.ledger.projectors.batched.clear()
+    instance.ledger.projectors.rows.clear()
     return instance
 
 

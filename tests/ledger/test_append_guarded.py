@@ -58,12 +58,13 @@ def test_append_between_preparation_and_commit_is_redone_on_the_new_head(
         *,
         size: int,
         prev: bytes,
+        project: Any = None,
     ) -> bool:
         if not interleaved:  # the first guarded write from now on: another writer appends just before it
             interleaved.extend(
                 b.append_all([AppendSpec("check.decided", "org_b", NOW, payload={"b": n}) for n in range(2)])
             )
-        done = original(self, entries, nodes, size=size, prev=prev)
+        done = original(self, entries, nodes, size=size, prev=prev, project=project)
         written.append((size, done))
         return done
 

@@ -42,7 +42,7 @@ def test_catching_up_a_few_entries_at_a_time_gives_the_whole_fold(
     the paged read by kind; other processes' checks (not indexed) are mixed in between.
     """
     monkeypatch.setattr(checks, "FOLD_PAGE", 4)
-    instance.ledger.projectors.batched.pop("check.decided", None)  # the fillers below are not real decisions
+    instance.ledger.projectors.rows.pop("check.decided", None)  # the fillers below are not real decisions
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
     story = baseline(start=start, step=timedelta(milliseconds=1), configure=False)
     story.consent("con_x", subject="sub_x").withdraw("con_x").consent("con_y", subject="sub_y").erase("sub_y")
