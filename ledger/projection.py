@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, MetaData, Table, select
 
@@ -25,6 +25,7 @@ from ledger.entry import LedgerEntry
 Projector = Callable[[Connection, LedgerEntry], None]
 BatchProjector = Callable[[Connection, list[LedgerEntry]], None]
 RowProjector = Callable[[Any, str, list[LedgerEntry]], None]  # (DB-API cursor, its paramstyle, entries)
+P = TypeVar("P", BatchProjector, RowProjector)
 
 
 @dataclass
@@ -95,11 +96,7 @@ class ProjectorRegistry:
 
     def project_rows(self, cursor: Any, paramstyle: str, entries: list[LedgerEntry]) -> None:
         """Run the row projectors over *entries* (each projector once, with its kinds' entries, in order)."""
-        groups: dict[RowProjector, list[LedgerEntry]] = {}
-        for entry in entries:
-            for projector in self.rows.get(entry.kind, ()):
-                groups.setdefault(projector, []).append(entry)
-        for projector, mine in groups.items():
+        for projector, mine in _grouped(self.rows, entries).items():
             projector(cursor, paramstyle, mine)
 
     def may_refuse(self, kind: str) -> bool:
@@ -125,12 +122,8 @@ class ProjectorRegistry:
             return
         entries = list(pending)
         pending.clear()
-        groups: dict[BatchProjector, list[LedgerEntry]] = {}
-        for entry in entries:
-            for projector in self.batched.get(entry.kind, ()):
-                groups.setdefault(projector, []).append(entry)
-        for projector, mine in groups.items():
-            projector(conn, mine)
+        for batch_projector, mine in _grouped(self.batched, entries).items():
+            batch_projector(conn, mine)
         if any(entry.kind in self.rows for entry in entries):
             if not conn.in_transaction():  # as SQLAlchemy's own first statement would (autobegin)
                 conn.begin()
@@ -139,6 +132,15 @@ class ProjectorRegistry:
                 self.project_rows(cursor, conn.dialect.paramstyle, entries)
             finally:
                 cursor.close()
+
+
+def _grouped(by_kind: dict[str, list[P]], entries: list[LedgerEntry]) -> dict[P, list[LedgerEntry]]:
+    """Each projector of *by_kind* with the entries of its kinds, in order (projectors in order first needed)."""
+    groups: dict[P, list[LedgerEntry]] = {}
+    for entry in entries:
+        for projector in by_kind.get(entry.kind, ()):
+            groups.setdefault(projector, []).append(entry)
+    return groups
 
 
 @dataclass(frozen=True, slots=True)
