@@ -130,8 +130,11 @@ async def confirm_standing(
     if standing is None:
         await run_in_threadpool(_confirm_standing, instance, principal, key, now, standing)
         return
+    known = standing.standing(key)
+    if known == "good":  # the common case: nothing to read, nothing to build
+        return
     read = partial(_confirm_standing, instance, principal, key, now, standing)
-    if standing.is_good(key):
+    if known == "renew":
         standing.refresh_ahead(key, read)
         return
     await standing.confirm(key, read)

@@ -80,8 +80,7 @@ class StandingCache:
 
     def is_good(self, key: Hashable) -> bool:
         """Whether *key* was found in good standing less than ``ttl_seconds`` ago."""
-        until = self._good.get(key)
-        return until is not None and self._clock() < until
+        return self.standing(key) != "unknown"
 
     def forget(self, key: Hashable) -> None:
         """Forget *key*'s standing (a read found it bad): the next request reads it again."""
@@ -96,10 +95,19 @@ class StandingCache:
         """
         await asyncio.shield(self._read(key, read))
 
+    def standing(self, key: Hashable) -> str:
+        """``"good"``, ``"renew"`` (good, past half its time to live, no renewal in flight) or ``"unknown"``."""
+        until = self._good.get(key)
+        if until is None:
+            return "unknown"
+        left = until - self._clock()
+        if left <= 0:
+            return "unknown"
+        return "renew" if left < self.ttl_seconds / 2 and key not in self._reading else "good"
+
     def refresh_ahead(self, key: Hashable, read: Callable[[], None]) -> None:
         """Start *read* in the background if *key* is good but past half its time to live and none is in flight."""
-        until = self._good.get(key)
-        if until is not None and until - self._clock() < self.ttl_seconds / 2 and key not in self._reading:
+        if self.standing(key) == "renew":
             self._read(key, read)
 
     def _read(self, key: Hashable, read: Callable[[], None]) -> asyncio.Task[None]:
