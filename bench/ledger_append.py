@@ -13,7 +13,7 @@ the process CPU time per append, and the batch sizes the sequencer achieved.
 The *raw ceiling* then replays exactly the same rows (entries and Merkle nodes,
 read back from the ledger's tables) into a fresh database with the plain DB-API
 driver, one transaction per batch of the sizes the sequencer achieved, with the
-same durability (SQLite WAL + ``synchronous=FULL``; PostgreSQL
+same durability (SQLite WAL + ``synchronous=FULL``, and the ledger's WAL checkpoint interval; PostgreSQL
 ``synchronous_commit=on``): no hashing, no canonicalisation, no threads.
 
     .venv/bin/python bench/ledger_append.py            # default run (~1-2 minutes)
@@ -50,7 +50,7 @@ from _common import (
 )
 from sqlalchemy import make_url, select
 
-from ledger.db import Database
+from ledger.db import SQLITE_WAL_AUTOCHECKPOINT, Database
 from ledger.export import verify_live
 from ledger.keys import Signer
 from ledger.models import entries_table, nodes_table
@@ -234,6 +234,7 @@ def ceiling_sqlite(run: dict[str, Any]) -> dict[str, Any]:
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")  # as the ledger's connections
         entries_sql = "INSERT INTO ledger_entries (seq, kind, at, actor, leaf_hash, body) VALUES (?, ?, ?, ?, ?, ?)"
         nodes_sql = "INSERT INTO ledger_tree_nodes (level, idx, hash) VALUES (?, ?, ?)"
         started = time.perf_counter()

@@ -45,6 +45,14 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'datatrust.db').resolve()}"
 
 
+# Pages the write-ahead log may hold before a commit copies them back into the database file (SQLite's
+# default is 1,000, about 4 MB). The copy runs inside the committing writer's COMMIT, and a page written
+# many times between two copies (the ends of the ledger's and the projections' B-trees, the index pages
+# that checks keep touching) is copied once: with 8,000 pages (up to about 32 MB of log) a busy trust's
+# writer copies far fewer pages per entry and pays the copy's fsync an eighth as often. Measured over
+# HTTP (bench/check_http.py's server, six paired runs): 5-22 % more recorded checks a second.
+SQLITE_WAL_AUTOCHECKPOINT = 8000
+
 # Readers: as many pooled connections as the server has request threads (AnyIO's 40) plus its
 # background threads, so that connections are reused, not opened (with their PRAGMAs) per request.
 SQLITE_READ_POOL = 48
@@ -61,6 +69,7 @@ def _sqlite_engine(url: str, *, begin: str, pool_size: int = 5) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
         cur.execute("PRAGMA busy_timeout=60000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA secure_delete=ON")

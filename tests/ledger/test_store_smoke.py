@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from api.instance import Instance
-from ledger.db import Database
+from ledger.db import SQLITE_WAL_AUTOCHECKPOINT, Database, sqlite_url
 from ledger.export import verify_live
 from ledger.merkle import verify_consistency, verify_inclusion
 
@@ -69,3 +70,18 @@ def test_every_ledger_table_is_append_only(db_url: str) -> None:
                     conn.execute(sa.text(statement))
     finally:
         db.dispose()
+
+
+def test_sqlite_connections_are_durable_write_ahead_logs(tmp_path: Path) -> None:
+    """Every SQLite connection: WAL, fsync at each commit, and the ledger's own checkpoint interval."""
+    db = Database.from_url(sqlite_url(tmp_path))
+    try:
+        for engine in (db.engine, db.write_engine):
+            with engine.connect() as conn:
+                settings = [conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in _SQLITE_SETTINGS]
+            assert settings == ["wal", 2, SQLITE_WAL_AUTOCHECKPOINT]  # synchronous 2 is FULL
+    finally:
+        db.dispose()
+
+
+_SQLITE_SETTINGS = ("journal_mode", "synchronous", "wal_autocheckpoint")
