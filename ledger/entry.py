@@ -66,10 +66,20 @@ def format_at(moment: datetime) -> str:
         raise ValidationError(msg)
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    if moment.year < 1000:  # noqa: PLR2004 - strftime("%Y") does not pad years before 1000: pad them here
-        return f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S.%fZ")
-    # The same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ"), about five times faster (the append path).
-    return moment.isoformat(timespec="microseconds")[:26] + "Z"
+    # strftime("%Y-%m-%dT%H:%M:%S.%fZ"), but with years before 1000 zero-padded too (strftime does not),
+    # and several times faster: every append formats its timestamp, every check its instant.
+    return _AT_FORMAT % (
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+    )
+
+
+_AT_FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
 
 
 def parse_at(text: str) -> datetime:

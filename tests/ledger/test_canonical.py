@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -204,6 +204,18 @@ def test_timestamps_are_fixed_width_and_round_trip(moment: datetime, text: str) 
     """Years before 1000 are zero-padded too, so timestamps sort and parse like any other."""
     assert format_at(moment) == text
     assert parse_at(text) == moment
+
+
+_ZONES = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+_EARLIEST, _LATEST = datetime(1, 1, 2), datetime(9999, 12, 30)  # noqa: DTZ001 - hypothesis takes naive bounds
+
+
+@given(st.datetimes(_EARLIEST, _LATEST), st.sampled_from(_ZONES))
+def test_timestamps_are_strftime_in_utc(wall: datetime, zone: timezone) -> None:
+    """Any aware instant: the UTC text strftime gives, the year padded to four digits."""
+    moment = wall.replace(tzinfo=zone)
+    utc = moment.astimezone(UTC)
+    assert format_at(moment) == f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.%fZ")
 
 
 # -- the payload shortcut --------------------------------------------------------------------------
