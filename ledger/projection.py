@@ -90,9 +90,9 @@ class ProjectorRegistry:
         """Whether any projector runs for *kind*."""
         return bool(self.by_kind.get(kind) or self.batched.get(kind) or self.rows.get(kind))
 
-    def rows_only(self, kind: str) -> bool:
-        """Whether every projector of *kind* is a row projector (:meth:`register_rows`), and there is one."""
-        return bool(self.rows.get(kind)) and not self.by_kind.get(kind) and not self.batched.get(kind)
+    def needs_connection(self, kind: str) -> bool:
+        """Whether *kind* has a projector that works on the connection: any but a row projector (register_rows)."""
+        return bool(self.by_kind.get(kind) or self.batched.get(kind))
 
     def project_rows(self, cursor: Any, paramstyle: str, entries: list[LedgerEntry]) -> None:
         """Run the row projectors over *entries* (each projector once, with its kinds' entries, in order)."""

@@ -468,14 +468,14 @@ class Sequencer:
 
     def _plain(self, batch: list[_Unit]) -> bool:
         """Whether every unit has entries, each with its payload, and nothing to run for them but row projectors."""
-        handles, rows_only = self.projectors.handles, self.projectors.rows_only
+        needs_connection = self.projectors.needs_connection
         for unit in batch:
             if not unit.specs:
                 return False
             for spec in unit.specs:
                 if spec.payload_bytes is None or spec.prepare is not None or spec.project is not None:
                     return False
-                if handles(spec.kind) and not rows_only(spec.kind):
+                if needs_connection(spec.kind):
                     return False
         return True
 
