@@ -10,9 +10,12 @@ several processes first queue on a file lock of their own (:meth:`Database.write
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,8 @@ from sqlalchemy.engine import make_url
 
 if sys.platform != "win32":
     import fcntl
+
+log = logging.getLogger(__name__)
 
 DATABASE_URL_ENV = "DATATRUST_DATABASE_URL"
 LEDGER_LOCK_ID = 0x64617461  # PostgreSQL advisory lock key: "data" in ASCII
@@ -45,13 +50,19 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'datatrust.db').resolve()}"
 
 
-# Pages the write-ahead log may hold before a commit copies them back into the database file (SQLite's
-# default is 1,000, about 4 MB). The copy runs inside the committing writer's COMMIT, and a page written
-# many times between two copies (the ends of the ledger's and the projections' B-trees, the index pages
-# that checks keep touching) is copied once: with 8,000 pages (up to about 32 MB of log) a busy trust's
-# writer copies far fewer pages per entry and pays the copy's fsync an eighth as often. Measured over
-# HTTP (bench/check_http.py's server, six paired runs): 5-22 % more recorded checks a second.
+# Pages the write-ahead log may hold before a commit copies them back into the database file itself
+# (SQLite's default is 1,000, about 4 MB). In a process that appends to the ledger the copy is the
+# checkpointer's (``_WalCheckpointer``, below), off the writer's path, and the log seldom grows this
+# far; this bound holds for other writers, and if the checkpointer falls behind. Such a copy runs
+# inside the committing writer's COMMIT, and a page written many times between two copies is copied
+# once: with 8,000 pages (up to about 32 MB of log) a busy writer copies far fewer pages per entry.
 SQLITE_WAL_AUTOCHECKPOINT = 8000
+
+# The checkpointer copies the log back at most this often (seconds) while commits keep coming, and
+# holds the writers back for a last short copy only once the log holds this many pages: so that the
+# next commit can start the log afresh (see ``_WalCheckpointer``).
+SQLITE_CHECKPOINT_SPACING = 0.1
+SQLITE_CHECKPOINT_RESTART_PAGES = 1000
 
 # Readers: as many pooled connections as the server has request threads (AnyIO's 40) plus its
 # background threads, so that connections are reused, not opened (with their PRAGMAs) per request.
@@ -121,6 +132,92 @@ class _WriterLock:
                 self._fd = None
 
 
+class _WalCheckpointer:
+    """Copies a SQLite file's write-ahead log back into the database on a thread of its own.
+
+    Left to itself, SQLite copies the log back inside the COMMIT of whichever write fills it
+    (``SQLITE_WAL_AUTOCHECKPOINT``): that commit, and every answer waiting on it, then takes
+    as long as copying thousands of pages (15-20 ms on a busy trust, every ~0.4 s: most of
+    the check's p99). Here the ledger's writer calls :meth:`committed` after each commit, and
+    a thread copies what has been committed, at most every ``spacing`` seconds, while the
+    writer goes on committing (SQLite's PASSIVE checkpoint: it waits for no reader or writer).
+
+    Copying alone would let the log grow for ever under constant load: SQLite starts the log
+    afresh only when a write begins after *everything* in it was copied, and there is always
+    a newer commit. So once the log holds ``restart_pages`` pages, the thread takes the
+    writers' file lock (its own descriptor of the lock beside the database, so it excludes
+    this process's writer as well as other processes') and copies the few pages committed
+    meanwhile: a stall of a few milliseconds, after which the next commit restarts the log.
+
+    A failed copy (a full disk, say) is logged and tried again on the next commit.
+    """
+
+    def __init__(self, path: str, *, spacing: float, restart_pages: int) -> None:
+        self._path = path
+        self._spacing = spacing
+        self._restart_pages = restart_pages
+        self._lock = _WriterLock(Path(path + ".writer-lock"))
+        self._wake = threading.Event()
+        self._guard = threading.Lock()  # guards _thread and _stopping
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._failing = False
+        self.copies = 0  # checkpoints run (for tests and diagnostics)
+
+    def committed(self) -> None:
+        """Note a commit: the thread (started on the first call) copies the log back soon after."""
+        if self._thread is None:
+            with self._guard:
+                if self._thread is None and not self._stopping:
+                    self._thread = threading.Thread(target=self._run, name="wal-checkpointer", daemon=True)
+                    self._thread.start()
+        self._wake.set()
+
+    def close(self) -> None:
+        """Stop the thread (after the copy in progress, if any)."""
+        with self._guard:
+            self._stopping = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join()
+        self._lock.close()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=5)
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            while True:
+                self._wake.wait()
+                time.sleep(self._spacing)  # let commits accumulate: a page rewritten meanwhile is copied once
+                self._wake.clear()
+                if self._stopping:
+                    return
+                self._copy(conn)
+        finally:
+            conn.close()
+
+    def _copy(self, conn: sqlite3.Connection) -> None:
+        try:
+            pages = self._checkpoint(conn)
+            if pages >= self._restart_pages:
+                with self._lock.held():
+                    self._checkpoint(conn)
+        except (sqlite3.Error, OSError) as exc:
+            if not self._failing:
+                log.warning("copying the SQLite write-ahead log back failed (retried on the next commit): %s", exc)
+            self._failing = True
+            return
+        self._failing = False
+        self.copies += 1
+
+    @staticmethod
+    def _checkpoint(conn: sqlite3.Connection) -> int:
+        """Copy what no reader still needs; return the pages in the log."""
+        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(row[1]) if row is not None else 0
+
+
 @dataclass(frozen=True)
 class Database:
     """The engines of one trust's database."""
@@ -129,6 +226,12 @@ class Database:
     engine: Engine
     write_engine: Engine
     _writer_lock: _WriterLock | None = field(default=None, repr=False, compare=False)
+    checkpointer: _WalCheckpointer | None = field(default=None, repr=False, compare=False)
+
+    def committed(self) -> None:
+        """Called by the ledger's writer after each commit: on SQLite, the log is copied back soon after."""
+        if self.checkpointer is not None:
+            self.checkpointer.committed()
 
     def writer_lock(self) -> contextlib.AbstractContextManager[None]:
         """Held by the ledger writer around each transaction: the cross-process queue on SQLite (see ``_WriterLock``).
@@ -147,15 +250,19 @@ class Database:
         """Create engines for *url* (``sqlite:///…`` or ``postgresql+psycopg://…``)."""
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
-            lock = None
+            lock = checkpointer = None
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
                 lock = _WriterLock(Path(parsed.database + ".writer-lock"))
+                checkpointer = _WalCheckpointer(
+                    parsed.database, spacing=SQLITE_CHECKPOINT_SPACING, restart_pages=SQLITE_CHECKPOINT_RESTART_PAGES
+                )
             return cls(
                 url,
                 _sqlite_engine(url, begin="BEGIN", pool_size=SQLITE_READ_POOL),
                 _sqlite_engine(url, begin="BEGIN IMMEDIATE"),
                 lock,
+                checkpointer,
             )
         if parsed.get_backend_name() == "postgresql":
             if parsed.drivername == "postgresql":
@@ -174,7 +281,9 @@ class Database:
         return cls.from_url(os.environ.get(DATABASE_URL_ENV) or sqlite_url(data_dir))
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Stop the checkpointer and close every pooled connection."""
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         self.engine.dispose()
         if self.write_engine is not self.engine:
             self.write_engine.dispose()

@@ -410,6 +410,7 @@ class Sequencer:
             self._fail(batch, exc, own=own)
             return
         self._state = state
+        self._db.committed()  # SQLite: the write-ahead log is copied back off this thread
         if signed is not None:
             self._last_cp_size, self._last_cp_time = signed
         if committed and self._listeners:  # listeners (in-memory indexes) see the entries before any caller is released
