@@ -173,6 +173,12 @@ class _WalCheckpointer:
                     self._thread.start()
         self._wake.set()
 
+    @property
+    def running(self) -> bool:
+        """Whether the thread is alive."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
     def close(self) -> None:
         """Stop the thread (after the copy in progress, if any)."""
         with self._guard:
