@@ -190,9 +190,16 @@ class _WalCheckpointer:
         self._lock.close()
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=5)
+        conn: sqlite3.Connection | None = None
         try:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=5)
             conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            log.warning("the SQLite write-ahead log will be copied back by the committing writers only: %s", exc)
+            if conn is not None:
+                conn.close()
+            return
+        try:
             while True:
                 self._wake.wait()
                 time.sleep(self._spacing)  # let commits accumulate: a page rewritten meanwhile is copied once

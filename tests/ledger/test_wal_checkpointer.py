@@ -148,6 +148,21 @@ def test_a_failed_copy_is_logged_once_and_tried_again(
     ]
 
 
+def test_a_checkpointer_that_cannot_open_the_database_says_so_and_stops(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The committing writers' own copies remain; the server goes on."""
+    checkpointer = _WalCheckpointer(str(tmp_path / "missing" / "datatrust.db"), spacing=0.01, restart_pages=50)
+    with caplog.at_level(logging.WARNING, logger="ledger.db"):
+        checkpointer.committed()
+        _wait_for(lambda: not checkpointer.running, "the thread to give up")
+    checkpointer.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "ledger.db"] == [
+        "the SQLite write-ahead log will be copied back by the committing writers only: unable to open database file"
+    ]
+    assert checkpointer.copies == 0
+
+
 def test_dispose_stops_the_thread_and_it_does_not_come_back(database: Database) -> None:
     """After dispose the thread is gone; a later commit (a closing writer's) does not start another."""
     checkpointer = database.checkpointer
