@@ -152,11 +152,11 @@ class _WalCheckpointer:
     A failed copy (a full disk, say) is logged and tried again on the next commit.
     """
 
-    def __init__(self, path: str, *, spacing: float, restart_pages: int) -> None:
+    def __init__(self, path: str, *, lock: _WriterLock, spacing: float, restart_pages: int) -> None:
         self._path = path
         self._spacing = spacing
         self._restart_pages = restart_pages
-        self._lock = _WriterLock(Path(path + ".writer-lock"))
+        self._lock = lock  # a _WriterLock of its own on the writers' lock file (not the writer's descriptor)
         self._wake = threading.Event()
         self._guard = threading.Lock()  # guards _thread and _stopping
         self._thread: threading.Thread | None = None
@@ -266,9 +266,13 @@ class Database:
             lock = checkpointer = None
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-                lock = _WriterLock(Path(parsed.database + ".writer-lock"))
+                lock_path = Path(parsed.database + ".writer-lock")
+                lock = _WriterLock(lock_path)
                 checkpointer = _WalCheckpointer(
-                    parsed.database, spacing=SQLITE_CHECKPOINT_SPACING, restart_pages=SQLITE_CHECKPOINT_RESTART_PAGES
+                    parsed.database,
+                    lock=_WriterLock(lock_path),
+                    spacing=SQLITE_CHECKPOINT_SPACING,
+                    restart_pages=SQLITE_CHECKPOINT_RESTART_PAGES,
                 )
             return cls(
                 url,

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from ledger import sequencer as sequencer_module
-from ledger.db import Database
+from ledger.db import Database, _WriterLock
 from ledger.entry import LedgerEntry
 from ledger.keys import Signer
 from ledger.sequencer import GROUP_WAIT, AppendSpec, Sequencer
@@ -46,12 +45,12 @@ def _writers_lock_held(database: Database) -> Iterator[None]:
     """The writers' file lock, through a descriptor of our own (a lock is shared by holders of one descriptor)."""
     path = make_url(database.url).database
     assert path is not None
-    fd = os.open(path + ".writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    lock = _WriterLock(Path(path + ".writer-lock"))
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        with lock.held():
+            yield
     finally:
-        os.close(fd)
+        lock.close()
 
 
 def _spec(n: int) -> AppendSpec:

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from ledger import db as db_module
-from ledger.db import Database, _WalCheckpointer, sqlite_url
+from ledger.db import Database, _WalCheckpointer, _WriterLock, sqlite_url
 from ledger.keys import Signer
 from ledger.service import Ledger
 from migrations import upgrade
@@ -152,7 +152,10 @@ def test_a_checkpointer_that_cannot_open_the_database_says_so_and_stops(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The committing writers' own copies remain; the server goes on."""
-    checkpointer = _WalCheckpointer(str(tmp_path / "missing" / "datatrust.db"), spacing=0.01, restart_pages=50)
+    missing = tmp_path / "missing" / "datatrust.db"
+    checkpointer = _WalCheckpointer(
+        str(missing), lock=_WriterLock(Path(f"{missing}.writer-lock")), spacing=0.01, restart_pages=50
+    )
     with caplog.at_level(logging.WARNING, logger="ledger.db"):
         checkpointer.committed()
         _wait_for(lambda: not checkpointer.running, "the thread to give up")
