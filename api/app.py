@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import limits, logs, metrics, problems, security_headers
+from api.append_process import command as append_process_command
 from api.auth import web as auth_web
 from api.instance import Instance
 from api.pages import STATIC_DIR
@@ -25,6 +26,7 @@ from api.routes import ops as ops_routes
 from api.routes import requests as requests_routes
 from api.routes import webhooks as webhooks_routes
 from api.webhooks.worker import start_delivery_worker
+from ledger.remote import AppendProcess
 from trust.requests import start_closer
 
 # FastAPI tries the routers in this order on every request: the check (the hot path, called before
@@ -48,12 +50,15 @@ ROUTERS = [
 ]
 
 
-def create_app(instance: Instance, *, close_on_shutdown: bool = False, background: bool = False) -> FastAPI:
+def create_app(
+    instance: Instance, *, close_on_shutdown: bool = False, background: bool = False, append_process: bool = False
+) -> FastAPI:
     """Build the app serving *instance*.
 
     With *background*, the app's lifespan also runs the governance closer (records decisions
     when voting periods end) and the webhook delivery worker, and stops both before the
-    instance is closed.
+    instance is closed. With *append_process*, it starts a child process that appends the
+    event loop's entries (the checks' decisions: :mod:`ledger.remote`), and stops it first.
     """
 
     @asynccontextmanager
@@ -63,9 +68,18 @@ def create_app(instance: Instance, *, close_on_shutdown: bool = False, backgroun
             closer = start_closer(instance.ledger, clock=instance.clock)
             stoppers.append(closer.stop)
             stoppers.append(start_delivery_worker(instance))
+        appender = None
+        if append_process:
+            command, env = append_process_command(instance)
+            appender = AppendProcess(command, env=env, notify=instance.ledger.notify_listeners)
+            if await appender.start():
+                instance.ledger.append_process = appender
         try:
             yield
         finally:
+            if appender is not None:
+                instance.ledger.append_process = None  # from now on in this process
+                await appender.aclose()  # what it was sent is answered, its last checkpoint signed
             for stop in reversed(stoppers):
                 stop()
             if close_on_shutdown:

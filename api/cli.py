@@ -123,7 +123,8 @@ def _serve(instance: Instance, host: str, port: int) -> None:
 
     configure_logging()  # JSON lines on standard error; our request log replaces uvicorn's access log
     out.print(f"Serving [bold]{instance.name}[/] on http://{host}:{port}/ (Ctrl-C to stop)")
-    app_ = create_app(instance, close_on_shutdown=True, background=True)
+    # The checks' decisions are appended by a child process, so the event loop never waits on the writer.
+    app_ = create_app(instance, close_on_shutdown=True, background=True, append_process=True)
     prepare_gc_for_serving()
     uvicorn.run(app_, host=host, port=port, log_level="warning", log_config=None, access_log=False)
 

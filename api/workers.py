@@ -2,7 +2,8 @@
 
 uvicorn starts the worker processes and shares the listening socket between them; each
 calls :func:`worker_app`, which opens the trust named by ``DATATRUST_WORKER_DATA_DIR``.
-Every process has its own ledger writer, check index and caches. What keeps them one trust:
+Every process has its own ledger writer, append process (``ledger.remote``), check index and
+caches. What keeps them one trust:
 
 * appends from every process go to one chain: each group commit takes the database's write
   lock (PostgreSQL advisory lock; on SQLite a file lock the writers queue on, then
@@ -40,7 +41,7 @@ def worker_app() -> FastAPI:
         msg = f"{DATA_DIR_ENV} is not set: start workers with `datatrust serve --workers N`"
         raise RuntimeError(msg)
     configure_logging()
-    app = create_app(Instance.open(Path(data_dir)), close_on_shutdown=True, background=True)
+    app = create_app(Instance.open(Path(data_dir)), close_on_shutdown=True, background=True, append_process=True)
     prepare_gc_for_serving()
     return app
 

@@ -16,8 +16,12 @@ The three servers run side by side (idle but for the one under load); ours and t
 the median of the rounds' ratios: on a shared machine whose speed drifts by ±10 % within a
 minute, two neighbouring measurements compare better than two far apart.
 
+The server runs as ``datatrust serve`` does, its checks' decisions appended by its append
+process (``ledger/remote.py``); ``--in-process-appends`` appends them in the server's own
+process instead, for comparison.
+
 Run: ``.venv/bin/python bench/check_http.py [--seconds 20] [--connections 32] [--workers N]
-[--engine sqlite|postgresql] [--rounds 3]``.
+[--engine sqlite|postgresql] [--rounds 3] [--in-process-appends]``.
 """
 
 from __future__ import annotations
@@ -127,7 +131,11 @@ def real_app() -> Any:
     from api.workers import prepare_gc_for_serving  # noqa: PLC0415
 
     configure_logging()  # one JSON line per request on standard error, as `datatrust serve` writes
-    app = create_app(Instance.open(Path(os.environ["BENCH_DATA_DIR"])), close_on_shutdown=True)
+    instance = Instance.open(Path(os.environ["BENCH_DATA_DIR"]))
+    # As `datatrust serve` runs it: the checks' decisions appended by a child process (ledger.remote),
+    # unless BENCH_IN_PROCESS_APPENDS is set (`--in-process-appends`, for comparison).
+    appends = not os.environ.get("BENCH_IN_PROCESS_APPENDS")
+    app = create_app(instance, close_on_shutdown=True, append_process=appends)
     prepare_gc_for_serving()  # as `datatrust serve` does
     return app
 
@@ -229,12 +237,19 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds of (checks, bare async def), one after the other (default 3)"
     )
+    parser.add_argument(
+        "--in-process-appends",
+        action="store_true",
+        help="append the checks' decisions in the server's own process, not its append process (to compare)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
         serve(args.serve, args.port, args.workers)
         return
+    if args.in_process_appends:
+        os.environ["BENCH_IN_PROCESS_APPENDS"] = "1"  # read by real_app() in the server process
     WORK.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="check-http-", dir=WORK))
     rounds: list[dict[str, Any]] = []
@@ -289,6 +304,7 @@ def main() -> None:
             "wrk -t1 in a separate process on the same 2 cores"
         ),
         "workers": args.workers,
+        "appends": "in the server process" if args.in_process_appends else "append process (ledger.remote)",
         "engine": args.engine,
         "connections": args.connections,
         "seconds": args.seconds,
@@ -310,6 +326,7 @@ def main() -> None:
         f"bare def {bare_def['per_s']:,}/s (ratio {result['ratio_to_bare_def']}); request log lines {logged:,}"
     )
     suffix = "" if (args.workers, args.engine) == (1, "sqlite") else f"_{args.engine}_{args.workers}w"
+    suffix += "_in_process" if args.in_process_appends else ""
     print(f"wrote {write_result('check_http' + suffix, result)}")
     failed = [
         name

@@ -197,6 +197,14 @@ class Sequencer:
         """Call *listener* with each committed batch's entries, after the commit and before callers return."""
         self._listeners.append(listener)
 
+    def notify(self, entries: list[LedgerEntry]) -> None:
+        """Call every listener with *entries* (a listener's failure is logged, never raised)."""
+        for listener in self._listeners:
+            try:
+                listener(entries)
+            except Exception:
+                log.exception("ledger listener failed")
+
     def submit(self, specs: list[AppendSpec], *, checkpoint: bool = False) -> Future[list[LedgerEntry]]:
         """Append a unit of entries; return its future once resolved (the entries are durable, or it failed).
 
@@ -427,12 +435,8 @@ class Sequencer:
         self._db.committed()  # SQLite: the write-ahead log is copied back off this thread
         if signed is not None:
             self._last_cp_size, self._last_cp_time = signed
-        if committed and self._listeners:  # listeners (in-memory indexes) see the entries before any caller is released
-            for listener in self._listeners:
-                try:
-                    listener(committed)
-                except Exception:
-                    log.exception("ledger listener failed")
+        if committed:  # listeners (in-memory indexes) see the entries before any caller is released
+            self.notify(committed)
         self._settle(batch, outcomes, own=own)
 
     def _write_alone(

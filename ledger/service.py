@@ -31,7 +31,8 @@ from ledger.merkle import (
     perfect_subtrees,
 )
 from ledger.projection import ProjectorRegistry
-from ledger.sequencer import AppendSpec, Prepare, Project, Sequencer
+from ledger.remote import AppendProcess
+from ledger.sequencer import AppendSpec, Done, Prepare, Project, Sequencer
 
 MAX_PAGE = 1000
 
@@ -87,6 +88,7 @@ class Ledger:
         self.signer = signer
         self.verifiers = [signer.verifier, *(verifiers or [])]
         self.projectors = ProjectorRegistry()
+        self.checkpoint_interval = checkpoint_interval
         self._sequencer = Sequencer(
             db,
             signer=signer,
@@ -95,6 +97,8 @@ class Ledger:
             checkpoint_interval=checkpoint_interval,
             projectors=self.projectors,
         )
+        # A server's child process that appends for its event loop (ledger.remote), while it runs.
+        self.append_process: AppendProcess | None = None
 
     def close(self) -> None:
         """Stop the writer (after finishing queued appends)."""
@@ -107,6 +111,10 @@ class Ledger:
     def add_listener(self, listener: Callable[[list[LedgerEntry]], None]) -> None:
         """Be told of every batch of entries this process commits."""
         self._sequencer.add_listener(listener)
+
+    def notify_listeners(self, entries: list[LedgerEntry]) -> None:
+        """Tell the listeners of *entries* committed for this process elsewhere (by its append process)."""
+        self._sequencer.notify(entries)
 
     # -- appends -------------------------------------------------------------------------
 
@@ -130,9 +138,14 @@ class Ledger:
 
         The ledger's background thread commits it, in a group with whatever else is
         waiting; the outcome comes back to this loop with one ``call_soon_threadsafe``.
+        While this loop's server runs an append process (:mod:`ledger.remote`), that
+        process commits it instead, and the outcome comes back through its pipe.
         If the awaiting task is cancelled, the entry is still appended.
         """
         spec = AppendSpec(kind, actor, now, payload=payload)
+        remote = self.append_process
+        if remote is not None and remote.usable():  # its own process commits it (see ledger.remote)
+            return await remote.append(spec)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[LedgerEntry]] = loop.create_future()
 
@@ -143,6 +156,10 @@ class Ledger:
 
         self._sequencer.submit_nowait([spec], done)
         return (await future)[0]
+
+    def append_nowait(self, spec: AppendSpec, done: Done) -> None:
+        """Queue *spec* and return at once; *done* gets its entries (durable) or its error on the writer's thread."""
+        self._sequencer.submit_nowait([spec], done)
 
     def append_all(self, specs: list[AppendSpec], *, checkpoint: bool = False) -> list[LedgerEntry]:
         """Append several entries atomically: all of them, in order, or none."""
