@@ -26,9 +26,10 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.instance import Instance
+from ledger.entry import LedgerEntry
 from ledger.errors import UnavailableError
 from ledger.export import verify_live
-from ledger.remote import AppendProcess, frame
+from ledger.remote import AppendProcess, decode_reply, decode_request, encode_reply, encode_request
 from ledger.sequencer import AppendSpec
 from tests.api.test_checks_api import (  # noqa: F401 - tests run again here through the child
     BODY,
@@ -184,8 +185,8 @@ def test_errors_come_back_as_the_same_domain_errors() -> None:
         appender._outbox.clear()
         appender.received(
             [
-                (1, "UnavailableError", "the ledger could not be written: database or disk is full"),
-                (2, "KeyError", "'x'"),
+                (1, ("UnavailableError", "the ledger could not be written: database or disk is full")),
+                (2, ("KeyError", "'x'")),
             ]
         )
         appender.exited()
@@ -200,7 +201,17 @@ def test_errors_come_back_as_the_same_domain_errors() -> None:
     assert "stopped before confirming" in str(gone)
 
 
-def test_frames_carry_what_the_child_reads() -> None:
-    """A frame is its pickle's length, little-endian, then the pickle."""
-    data = frame((7, "ready"))
+def test_frames_carry_requests_and_replies_whole() -> None:
+    """What the server sends is what the child appends; what the child answers is what the server reads."""
+    at = datetime(2026, 11, 27, 2, 30, 1, 123456, tzinfo=UTC)
+    spec = AppendSpec("check.decided", "client_é", at, payload={"decision": "permit", "n": [1, 2]})
+    data = encode_request(41, spec)
     assert int.from_bytes(data[:4], "little") == len(data) - 4
+    uid, read = decode_request(data[4:])
+    assert (uid, read.kind, read.actor, read.at, read.payload) == (41, spec.kind, spec.actor, at, spec.payload)
+    assert read.payload_bytes == spec.payload_bytes
+    entry = LedgerEntry(7, "check.decided", "2026-11-27T02:30:01.123456Z", "client_é", b"p" * 32, {}, b"{}", b"l" * 32)
+    assert decode_reply(encode_reply(41, entry)[4:]) == (41, (7, entry.at, entry.prev, entry.leaf_hash, entry.body))
+    refused = decode_reply(encode_reply(42, UnavailableError("disk is full: é"))[4:])
+    assert refused == (42, ("UnavailableError", "disk is full: é"))
+    assert decode_reply(encode_reply(0, None)[4:]) == (0, None)
