@@ -3,8 +3,10 @@
 Started by the server it appends for (:func:`command`), with the trust named in its
 environment; it opens the trust without a check index, appends what the server sends on
 its standard input, answers on its standard output, and stops when its input ends,
-signing a last checkpoint of what it appended. Ctrl-C at a terminal reaches it too: it
-ignores that and waits for the server to close its input, so that no append is cut off.
+signing a last checkpoint of what it appended. Ctrl-C at a terminal, or a service manager's
+SIGTERM to the whole group, reaches it too: it ignores both and waits for the server to
+close its input (as the server does when it stops, or the kernel when it dies), so that no
+append is cut off.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def command(instance: Instance) -> tuple[list[str], dict[str, str]]:
 
 def main() -> None:
     """Open the trust named in the environment and append for the server that started us."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server closes our input when it stops
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)  # the server closes our input when it stops
     configure_logging()
     instance = Instance.open(
         Path(os.environ[DATA_DIR_ENV]),
