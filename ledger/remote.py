@@ -40,7 +40,7 @@ import struct
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import IO
+from typing import IO, TypeVar
 
 from ledger import errors
 from ledger.entry import CanonicalPayload, LedgerEntry
@@ -60,6 +60,7 @@ MICROSECOND = timedelta(microseconds=1)
 START_TIMEOUT = 60.0  # seconds for the child to open the trust (it may run migrations' checks)
 STOP_TIMEOUT = 30.0  # seconds for the child to finish its queue and sign its last checkpoint
 
+T = TypeVar("T")
 Outcome = tuple[int, str, bytes, bytes, bytes] | tuple[str, str]  # an entry's fields, or an error's
 
 
@@ -112,6 +113,16 @@ def decode_reply(data: bytes) -> tuple[int, Outcome | None]:
     start += at_len
     prev, leaf, body = data[start : start + HASH], data[start + HASH : start + 2 * HASH], data[start + 2 * HASH :]
     return uid, (seq, at, prev, leaf, body)
+
+
+def settle(future: asyncio.Future[T], outcome: T | BaseException) -> None:
+    """Give *future* its outcome, unless its awaiting task was cancelled (the entry stands all the same)."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def _error(name: str, message: str) -> BaseException:
@@ -272,12 +283,7 @@ class AppendProcess:
         if entries:
             self._notify(entries)
         for future, result in settled:
-            if future.done():  # the awaiting task was cancelled: the entry is on the ledger all the same
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+            settle(future, result)
 
     def exited(self) -> None:
         """The child is gone: fail what waits on it; later appends stay in this process."""

@@ -31,19 +31,10 @@ from ledger.merkle import (
     perfect_subtrees,
 )
 from ledger.projection import ProjectorRegistry
-from ledger.remote import AppendProcess
+from ledger.remote import AppendProcess, settle
 from ledger.sequencer import AppendSpec, Done, Prepare, Project, Sequencer
 
 MAX_PAGE = 1000
-
-
-def _resolve(future: asyncio.Future[list[LedgerEntry]], outcome: list[LedgerEntry] | BaseException) -> None:
-    if future.done():  # the awaiting task was cancelled: the entry is on the ledger all the same
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
 
 
 def system_clock() -> datetime:
@@ -152,7 +143,7 @@ class Ledger:
         def done(outcome: list[LedgerEntry] | BaseException) -> None:
             # The loop may have closed meanwhile (cancelling the awaiting task): the entry stands all the same.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, future, outcome)
+                loop.call_soon_threadsafe(settle, future, outcome)
 
         self._sequencer.submit_nowait([spec], done)
         return (await future)[0]
