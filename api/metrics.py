@@ -8,6 +8,9 @@
 * ``datatrust_ledger_entries`` (gauge): entries in the ledger, read from its head at scrape time.
 * ``datatrust_webhook_backlog`` (gauge): webhook messages not yet delivered (``pending`` outbox
   rows), counted at scrape time.
+* ``datatrust_append_process_running`` (gauge): 1 while this server's append process
+  (``ledger/remote.py``) appends its checks' decisions, 0 once it stopped or failed to start
+  (the server then appends them itself: alert on it, as the server stays ready).
 
 No label carries personal data: routes are templates (``/v1/checks/{decision_id}``), never paths.
 ``GET /metrics`` (``api/routes/ops.py``) serves :meth:`Metrics.render`.
@@ -33,6 +36,7 @@ from trust.webhook_models import messages_table
 DECISIONS = ("permit", "deny")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "unmatched"
+APPEND_PROCESS_HELP = "1 while the append process appends this server's checks, else 0."
 log = logging.getLogger(__name__)
 
 
@@ -46,9 +50,13 @@ class StateCollector(Collector):
         """The metric families, without touching the database (called when registered)."""
         yield GaugeMetricFamily("datatrust_ledger_entries", "Entries in the ledger.")
         yield GaugeMetricFamily("datatrust_webhook_backlog", "Webhook messages waiting to be delivered.")
+        yield GaugeMetricFamily("datatrust_append_process_running", APPEND_PROCESS_HELP)
 
     def collect(self) -> Iterator[Metric]:
-        """Read both gauges (left out of the scrape, with a warning, if the database does not answer)."""
+        """Read the gauges (the database's two left out of the scrape, with a warning, if it does not answer)."""
+        appender = self.instance.ledger.append_process
+        running = appender is not None and appender.running
+        yield GaugeMetricFamily("datatrust_append_process_running", APPEND_PROCESS_HELP, value=int(running))
         try:
             size = self.instance.ledger.size()  # the head entry's seq + 1: one indexed row
             with self.instance.db.engine.connect() as conn:

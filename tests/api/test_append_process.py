@@ -41,6 +41,7 @@ from tests.api.test_checks_api import (  # noqa: F401 - tests run again here thr
 )
 from tests.api.test_checks_api import org_a as fixture_org_a
 from tests.api.test_checks_api import story as fixture_story
+from tests.factories import admin_principal, bearer
 from tests.trust.rules_story import Story
 
 story = fixture_story  # the checks API's fixtures, under their own names
@@ -135,6 +136,10 @@ def test_a_child_that_stops_leaves_the_server_answering(
 ) -> None:
     """Killed, the child is noticed; later checks are recorded by the server itself, in the same chain."""
     before = _check(client, org_a).json()["decision_id"]
+    assert (
+        "datatrust_append_process_running 1.0"
+        in client.get("/metrics", headers=bearer(instance, admin_principal())).text
+    )
     appender = instance.ledger.append_process
     assert appender is not None
     with caplog.at_level(logging.WARNING, logger="ledger.remote"):
@@ -144,6 +149,10 @@ def test_a_child_that_stops_leaves_the_server_answering(
             time.sleep(0.05)
     assert not appender.running
     assert "append process stopped" in caplog.text
+    assert (
+        "datatrust_append_process_running 0.0"
+        in client.get("/metrics", headers=bearer(instance, admin_principal())).text
+    )  # for an operator's alert
     after = _check(client, org_a)
     assert after.status_code == 200, after.text
     assert after.json()["decision_id"] > before

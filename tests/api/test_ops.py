@@ -273,3 +273,8 @@ def test_other_records_during_a_request_carry_its_id(client: TestClient, json_lo
     failed = [d for d in lines(json_log) if d["message"].startswith("sign-in failed")]
     assert [d["request_id"] for d in failed] == ["signin-trace"]
     assert "wrong-password-123" not in json_log.getvalue()
+
+
+def test_append_process_gauge_is_0_without_one(local: TestClient) -> None:
+    """An app serving without an append process says so (the running case: tests/api/test_append_process.py)."""
+    assert sample(local.get("/metrics").text, "datatrust_append_process_running") == 0
