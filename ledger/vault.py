@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from ledger.models import vault_keys_table, vault_records_table
 
 log = logging.getLogger(__name__)
 PURGE_WAIT_MS = 2000  # how long the SQLite purge waits for the writer and readers before giving up (partial)
+PURGE_RETRY_SECONDS = 0.005  # between tries while another connection's checkpoint runs
 _KEY_SIZE, _NONCE_SIZE = nacl.secret.SecretBox.KEY_SIZE, nacl.secret.SecretBox.NONCE_SIZE
 
 
@@ -200,7 +202,7 @@ class Vault:
                 (patience,) = cursor.execute("PRAGMA busy_timeout").fetchone()
                 cursor.execute(f"PRAGMA busy_timeout={PURGE_WAIT_MS}")  # never hold up the erasure for long
                 try:
-                    busy, _log, _done = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone() or (1, 0, 0)
+                    busy = _truncate_log(cursor)
                 finally:
                     cursor.execute(f"PRAGMA busy_timeout={int(patience)}")
             finally:
@@ -218,3 +220,18 @@ class Vault:
         except nacl.exceptions.CryptoError as exc:
             msg = f"vault key of {subject} cannot be opened with this master key"
             raise LedgerIntegrityError(msg) from exc
+
+
+def _truncate_log(cursor: Any) -> bool:
+    """Copy SQLite's whole log into the database and empty it; whether it stayed busy (partial).
+
+    Readers and the writer are waited for by the busy timeout, but not another connection's
+    checkpoint (the server's checkpointer thread, ``ledger/db.py``, copies the log back about
+    ten times a second): SQLite answers busy at once then, so try again until ``PURGE_WAIT_MS``.
+    """
+    deadline = time.monotonic() + PURGE_WAIT_MS / 1000
+    while True:
+        busy, _log, _done = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone() or (1, 0, 0)
+        if not busy or time.monotonic() >= deadline:
+            return bool(busy)
+        time.sleep(PURGE_RETRY_SECONDS)

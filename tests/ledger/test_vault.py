@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -170,5 +172,48 @@ def test_sqlite_erasure_leaves_no_key_bytes_on_disk(sqlite_only_url: str, tmp_pa
         assert not any(key_bytes in f.read_bytes() for f in files if f.exists())  # ... and now nowhere
         with db.engine.connect() as conn:
             assert vault.read(conn, "sub_4") == ALICE
+    finally:
+        db.dispose()
+
+
+def test_purge_finishes_while_another_connection_copies_the_log_back(sqlite_only_url: str, tmp_path: Path) -> None:
+    """The server's checkpointer thread copies the log back meanwhile: the purge tries again and completes.
+
+    SQLite answers a second checkpoint busy at once (no busy timeout for that lock), which left
+    an erased key's page in the log when the two met (seen once in CI).
+    """
+    db = Database.from_url(sqlite_only_url)
+    Vault.create_master_key(tmp_path / "vault.key")
+    vault = Vault.from_file(tmp_path / "vault.key")
+    stop = threading.Event()
+    path = db.engine.url.database or ""
+
+    def copy_back() -> None:  # as ledger/db.py's checkpointer does, without its pauses
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            while not stop.is_set():
+                other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            other.close()
+
+    try:
+        with db.write_engine.begin() as conn:
+            for n in range(40):
+                vault.store(conn, f"sub_{n}", ALICE, now=NOW)
+        files = sorted(Path(path).parent.glob("datatrust.db*"))
+        thread = threading.Thread(target=copy_back, daemon=True)
+        thread.start()
+        try:
+            for n in range(20):
+                with db.engine.connect() as conn:
+                    query = select(vault_keys_table.c.sealed_key).where(vault_keys_table.c.subject == f"sub_{n}")
+                    key_bytes = bytes(conn.execute(query).scalar_one())
+                with db.write_engine.begin() as conn:
+                    vault.destroy_key(conn, f"sub_{n}")
+                assert vault.purge_deleted_keys(db.write_engine), f"purge {n} stayed partial"
+                assert not any(key_bytes in f.read_bytes() for f in files if f.exists()), f"key {n} left on disk"
+        finally:
+            stop.set()
+            thread.join()
     finally:
         db.dispose()
