@@ -40,6 +40,10 @@ def main() -> None:
     """Open the trust named in the environment and append for the server that started us."""
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, signal.SIG_IGN)  # the server closes our input when it stops
+    # Answers go to the server on the standard output we were given; anything else that writes
+    # to standard output (a library's print) goes to standard error instead, never into a frame.
+    answers = os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     configure_logging()
     instance = Instance.open(
         Path(os.environ[DATA_DIR_ENV]),
@@ -48,7 +52,7 @@ def main() -> None:
         check_index=False,
     )
     try:
-        serve_appends(instance.ledger.append_nowait, sys.stdin.buffer, sys.stdout.fileno())
+        serve_appends(instance.ledger.append_nowait, sys.stdin.buffer, answers)
     finally:
         instance.close()
         flush_logs()

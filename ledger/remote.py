@@ -49,6 +49,7 @@ from ledger.sequencer import AppendSpec, Done
 log = logging.getLogger(__name__)
 
 FRAME = struct.Struct("<I")  # a frame's length, then the frame
+MAX_FRAME = 64 << 20  # far above the largest answer (a 10,000-subject check's entry, ~1 MB), far below text
 _REQUEST = struct.Struct("<QqHHI")  # uid, at (µs since 1970, UTC), lengths of kind, actor, payload
 _REPLY = struct.Struct("<QB")  # uid, outcome
 _ENTRY = struct.Struct("<QH")  # seq, length of at; then at, prev (32), leaf hash (32), body
@@ -147,13 +148,26 @@ class _Protocol(asyncio.SubprocessProtocol):
         while size - start >= FRAME.size:
             (length,) = FRAME.unpack_from(buffer, start)
             end = start + FRAME.size + length
+            if length > MAX_FRAME:  # text read as a length, say: never wait for the rest
+                self._garbled(messages)
+                return
             if end > size:
                 break
-            messages.append(decode_reply(buffer[start + FRAME.size : end]))
+            try:
+                messages.append(decode_reply(buffer[start + FRAME.size : end]))
+            except (struct.error, UnicodeDecodeError, ValueError):
+                self._garbled(messages)
+                return
             start = end
         self._buffer = buffer[start:]
         if messages:
             self._owner.received(messages)
+
+    def _garbled(self, messages: list[tuple[int, Outcome | None]]) -> None:
+        """Not our frames: settle what was read before them, then stop the child (nothing after can be trusted)."""
+        log.error("the ledger's append process wrote something that is not an answer; stopping it")
+        self._owner.received(messages)
+        self._owner.broken()
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:  # noqa: ARG002
         if fd == 1:  # its output is closed, every frame it wrote read: the child is gone
@@ -284,6 +298,13 @@ class AppendProcess:
             self._notify(entries)
         for future, result in settled:
             settle(future, result)
+
+    def broken(self) -> None:
+        """The child's output cannot be read: fail what waits on it and stop it."""
+        self.exited()
+        if self._transport is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self._transport.kill()
 
     def exited(self) -> None:
         """The child is gone: fail what waits on it; later appends stay in this process."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import signal
@@ -19,12 +20,14 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.append_process import command as append_process_command
 from api.instance import Instance
 from ledger.entry import LedgerEntry
 from ledger.errors import UnavailableError
@@ -43,6 +46,7 @@ from tests.api.test_checks_api import org_a as fixture_org_a
 from tests.api.test_checks_api import story as fixture_story
 from tests.factories import admin_principal, bearer
 from tests.trust.rules_story import Story
+from trust.checks import MAX_SUBJECTS
 
 story = fixture_story  # the checks API's fixtures, under their own names
 org_a = fixture_org_a
@@ -116,6 +120,22 @@ def test_concurrent_checks_are_appended_by_the_child_in_one_chain(
     assert size == ids[-1] + 1
     assert f"\n{size}\n" in instance.ledger.latest_checkpoint()  # the child's last checkpoint covers them all
     _verifies(instance)
+
+
+def test_the_largest_check_goes_through_the_pipes_whole(
+    instance: Instance, client: TestClient, org_a: dict[str, str]
+) -> None:
+    """10,000 subjects (the most a call may name): a frame of hundreds of kilobytes each way, recorded whole."""
+    subjects = [*BODY["subjects"], *(f"sub_x{n}" for n in range(MAX_SUBJECTS - len(BODY["subjects"])))]
+    response = _check(client, org_a, {**BODY, "subjects": subjects, "cohort_size": len(subjects)})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["subjects"]["permitted"] == BODY["subjects"]
+    assert len(answer["subjects"]["excluded"]) == MAX_SUBJECTS - len(BODY["subjects"])
+    entry = instance.ledger.get(answer["decision_id"])
+    assert len(entry.body) > 300_000
+    assert entry.payload["action"]["subjects"] == subjects
+    assert entry.leaf_hash.hex() == answer["entry"]["leaf_hash"]
 
 
 def test_a_withdrawal_binds_the_next_check(client: TestClient, story: Story, org_a: dict[str, str]) -> None:
@@ -224,3 +244,81 @@ def test_frames_carry_requests_and_replies_whole() -> None:
     refused = decode_reply(encode_reply(42, UnavailableError("disk is full: é"))[4:])
     assert refused == (42, ("UnavailableError", "disk is full: é"))
     assert decode_reply(encode_reply(0, None)[4:]) == (0, None)
+
+
+NOISY_SITE = """
+import ledger.remote
+
+_serve = ledger.remote.serve_appends
+
+
+def serve_appends(*args, **kwargs):
+    print("a library's chatter on standard output", flush=True)
+    return _serve(*args, **kwargs)
+
+
+ledger.remote.serve_appends = serve_appends
+"""
+
+
+def test_chatter_on_the_childs_standard_output_never_reaches_the_pipe(
+    instance: Instance,
+    org_a: dict[str, str],
+    in_process: list[int],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Something in the child prints just before it starts answering: its frames still arrive whole."""
+    (tmp_path / "sitecustomize.py").write_text(NOISY_SITE)
+    real = append_process_command
+
+    def noisy(target: Instance) -> tuple[list[str], dict[str, str]]:
+        command, env = real(target)
+        return command, {**env, "PYTHONPATH": os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])}
+
+    monkeypatch.setattr("api.app.append_process_command", noisy)
+    with TestClient(create_app(instance, append_process=True)) as client:
+        answers = [_check(client, org_a) for _ in range(3)]
+        appender = instance.ledger.append_process
+        assert appender is not None
+        assert appender.running
+    assert [a.status_code for a in answers] == [200] * 3
+    assert in_process == []
+
+
+GARBLING_CHILD = """
+import sys
+from ledger.remote import FRAME, encode_reply
+out = sys.stdout.buffer
+out.write(encode_reply(0, None)); out.flush()  # ready
+sys.stdin.buffer.read(FRAME.size)  # a request arrives
+out.write(%r); out.flush()  # not an answer
+sys.stdin.buffer.read()  # wait to be stopped
+"""
+
+
+@pytest.mark.parametrize(
+    "output",
+    [b"\x05\x00\x00\x00hello", b"some text on standard output\n"],
+    ids=["a frame that is not an answer", "text read as a length"],
+)
+def test_a_child_writing_something_else_is_stopped_and_its_appends_fail(
+    output: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Output that is not an answer: the waiting append fails as unavailable and the child is killed."""
+
+    async def run() -> tuple[BaseException | None, bool]:
+        appender = AppendProcess([sys.executable, "-c", GARBLING_CHILD % output])
+        assert await appender.start()
+        spec = AppendSpec("check.decided", "client_a", datetime.now(UTC), payload={"x": 1})
+        future = appender.append(spec)
+        with contextlib.suppress(UnavailableError):
+            await asyncio.wait_for(future, 30)
+        await appender.aclose()  # already killed: returns at once
+        return future.exception(), appender.running
+
+    with caplog.at_level(logging.ERROR, logger="ledger.remote"):
+        error, running = asyncio.run(run())
+    assert isinstance(error, UnavailableError)
+    assert not running
+    assert "not an answer" in caplog.text
