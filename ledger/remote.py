@@ -26,7 +26,8 @@ An entry's outcome reaches the server's listeners (its check index) before the
 awaiting caller resumes, as the sequencer's own commits do. If the child stops, the
 appends waiting on it fail as unavailable (their outcome is unknown: the entry may
 have been committed just before) and later ones fall back to the server's own
-sequencer, so the server keeps answering.
+sequencer, so the server keeps answering, and the child is started again (after 1 s, then
+waiting longer after each failed start, up to a minute).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 START_TIMEOUT = 60.0  # seconds for the child to open the trust (it may run migrations' checks)
 STOP_TIMEOUT = 30.0  # seconds for the child to finish its queue and sign its last checkpoint
+RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # before each start after it stopped; then every minute
 
 T = TypeVar("T")
 Outcome = tuple[int, str, bytes, bytes, bytes] | tuple[str, str]  # an entry's fields, or an error's
@@ -137,8 +139,9 @@ def _error(name: str, message: str) -> BaseException:
 class _Protocol(asyncio.SubprocessProtocol):
     """The server's end of the pipes: splits the child's output into frames."""
 
-    def __init__(self, owner: AppendProcess) -> None:
+    def __init__(self, owner: AppendProcess, generation: int) -> None:
         self._owner = owner
+        self._generation = generation  # which start of the child this is (it may be started again)
         self._buffer = b""
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:  # noqa: ARG002 - only stdout is a pipe here
@@ -167,15 +170,15 @@ class _Protocol(asyncio.SubprocessProtocol):
         """Not our frames: settle what was read before them, then stop the child (nothing after can be trusted)."""
         log.error("the ledger's append process wrote something that is not an answer; stopping it")
         self._owner.received(messages)
-        self._owner.broken()
+        self._owner.broken(self._generation)
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:  # noqa: ARG002
         if fd == 1:  # its output is closed, every frame it wrote read: the child is gone
-            self._owner.exited()
+            self._owner.exited(self._generation)
 
     def connection_lost(self, exc: Exception | None) -> None:  # noqa: ARG002 - exited, reaped, pipes closed
-        self._owner.exited()
-        self._owner.reaped()
+        self._owner.exited(self._generation)
+        self._owner.reaped(self._generation)
 
 
 class AppendProcess:
@@ -187,6 +190,7 @@ class AppendProcess:
         *,
         env: dict[str, str] | None = None,
         notify: Callable[[list[LedgerEntry]], None] = lambda _entries: None,
+        restart_delays: Sequence[float] = RESTART_DELAYS,
     ) -> None:
         self._command = list(command)
         self._env = env
@@ -199,6 +203,12 @@ class AppendProcess:
         self._waiting: dict[int, tuple[asyncio.Future[LedgerEntry], AppendSpec]] = {}
         self._outbox: list[bytes] = []
         self._last_uid = 0
+        self._generation = 0  # starts so far
+        self._delays = tuple(restart_delays)
+        self._tries = 0  # starts again since it last ran
+        self._closing = False
+        self._restart: asyncio.TimerHandle | None = None
+        self._restarting: asyncio.Task[None] | None = None
         self.running = False  # started, ready and not stopped: appends on its loop go to the child
 
     # -- life --------------------------------------------------------------------------
@@ -207,10 +217,12 @@ class AppendProcess:
         """Start the child and wait until it has opened the trust; whether it is running (else logged)."""
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._generation += 1
+        generation = self._generation
         self._ready, self._stopped = loop.create_future(), loop.create_future()
         try:
             transport, _ = await loop.subprocess_exec(
-                lambda: _Protocol(self), *self._command, stdin=-1, stdout=-1, stderr=None, env=self._env
+                lambda: _Protocol(self, generation), *self._command, stdin=-1, stdout=-1, stderr=None, env=self._env
             )
         except OSError as exc:
             log.warning("the ledger's append process could not start (%s); appending in this process", exc)
@@ -227,6 +239,7 @@ class AppendProcess:
                 await asyncio.wait_for(asyncio.shield(self._stopped), 5)
             transport.close()
             return False
+        self._tries = 0
         self.running = True
         return True
 
@@ -241,6 +254,11 @@ class AppendProcess:
 
     async def aclose(self) -> None:
         """Let the child finish what it was sent, sign its last checkpoint and exit."""
+        self._closing = True
+        if self._restart is not None:
+            self._restart.cancel()
+        if self._restarting is not None:
+            await self._restarting
         if self._transport is None or self._stopped is None:
             return
         self.running = False
@@ -299,15 +317,19 @@ class AppendProcess:
         for future, result in settled:
             settle(future, result)
 
-    def broken(self) -> None:
+    def broken(self, generation: int) -> None:
         """The child's output cannot be read: fail what waits on it and stop it."""
-        self.exited()
+        if generation != self._generation:
+            return
+        self.exited(generation)
         if self._transport is not None:
             with contextlib.suppress(ProcessLookupError):
                 self._transport.kill()
 
-    def exited(self) -> None:
-        """The child is gone: fail what waits on it; later appends stay in this process."""
+    def exited(self, generation: int) -> None:
+        """The child is gone: fail what waits on it; append in this process until it is started again."""
+        if generation != self._generation:  # an earlier child's last word
+            return
         was_running = self.running
         self.running = False
         if self._ready is not None and not self._ready.done():
@@ -317,11 +339,40 @@ class AppendProcess:
             if not future.done():
                 msg = "the ledger's append process stopped before confirming this entry: try again"
                 future.set_exception(errors.UnavailableError(msg))
-        if was_running:
-            log.warning("the ledger's append process stopped; appending in this process from now on")
+        if was_running and not self._closing:
+            log.warning("the ledger's append process stopped; appending in this process until it is started again")
+            self._schedule_restart()
 
-    def reaped(self) -> None:
+    def _schedule_restart(self) -> None:
+        assert self._loop is not None  # noqa: S101 - it ran on this loop
+        delay = self._delays[min(self._tries, len(self._delays) - 1)]
+        self._tries += 1
+        self._restart = self._loop.call_later(delay, self._begin_restart)
+
+    def _begin_restart(self) -> None:
+        self._restart = None
+        if not self._closing and self._loop is not None:
+            self._restarting = self._loop.create_task(self._start_again())
+
+    async def _start_again(self) -> None:
+        """Start a new child once the last one is reaped; if it fails, try again later."""
+        if self._stopped is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._stopped), 5)
+        if self._transport is not None:
+            self._transport.close()
+        if self._closing:
+            return
+        if await self.start():
+            log.warning("the ledger's append process was started again; it appends this server's checks")
+        elif not self._closing:
+            self._schedule_restart()
+        self._restarting = None
+
+    def reaped(self, generation: int) -> None:
         """The child's exit status is collected: it is gone for good."""
+        if generation != self._generation:
+            return
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
 

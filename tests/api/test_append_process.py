@@ -147,37 +147,45 @@ def test_a_withdrawal_binds_the_next_check(client: TestClient, story: Story, org
     assert answer["subjects"]["excluded"][0]["rule"] == "consent"
 
 
-def test_a_child_that_stops_leaves_the_server_answering(
+def test_a_child_that_stops_leaves_the_server_answering_and_is_started_again(
     instance: Instance,
     client: TestClient,
     org_a: dict[str, str],
     in_process: list[int],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Killed, the child is noticed; later checks are recorded by the server itself, in the same chain."""
+    """Killed, the child is noticed; the server records checks itself meanwhile, then a new child takes over."""
+    admin = bearer(instance, admin_principal())
     before = _check(client, org_a).json()["decision_id"]
-    assert (
-        "datatrust_append_process_running 1.0"
-        in client.get("/metrics", headers=bearer(instance, admin_principal())).text
-    )
+    assert "datatrust_append_process_running 1.0" in client.get("/metrics", headers=admin).text
     appender = instance.ledger.append_process
     assert appender is not None
+    first = _child_pid(instance)
     with caplog.at_level(logging.WARNING, logger="ledger.remote"):
-        os.kill(_child_pid(instance), signal.SIGKILL)
+        os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while appender.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not appender.running
+        assert "append process stopped" in caplog.text
+        # Until it is started again (after 1 s and its start-up): the gauge says so, the server appends.
+        assert "datatrust_append_process_running 0.0" in client.get("/metrics", headers=admin).text
+        meanwhile = _check(client, org_a)
+        assert meanwhile.status_code == 200, meanwhile.text
+        assert meanwhile.json()["decision_id"] > before
+        assert instance.ledger.get(meanwhile.json()["decision_id"]).kind == "check.decided"
+        assert in_process == [1]
+        deadline = time.monotonic() + 60
+        while not appender.running and time.monotonic() < deadline:
             time.sleep(0.05)
-    assert not appender.running
-    assert "append process stopped" in caplog.text
-    assert (
-        "datatrust_append_process_running 0.0"
-        in client.get("/metrics", headers=bearer(instance, admin_principal())).text
-    )  # for an operator's alert
-    after = _check(client, org_a)
-    assert after.status_code == 200, after.text
-    assert after.json()["decision_id"] > before
-    assert instance.ledger.get(after.json()["decision_id"]).kind == "check.decided"
-    assert in_process == [1]
+    assert appender.running, "the append process was not started again"
+    assert "started again" in caplog.text
+    assert _child_pid(instance) != first
+    assert "datatrust_append_process_running 1.0" in client.get("/metrics", headers=admin).text
+    again = _check(client, org_a)
+    assert again.status_code == 200, again.text
+    assert again.json()["decision_id"] > meanwhile.json()["decision_id"]
+    assert in_process == [1], "after its restart the checks go to the child again"
     in_process.clear()  # the fixture's own assertion is about the child's normal running
     _verifies(instance)
 
@@ -218,7 +226,7 @@ def test_errors_come_back_as_the_same_domain_errors() -> None:
                 (2, ("KeyError", "'x'")),
             ]
         )
-        appender.exited()
+        appender.exited(appender._generation)
         return [f.exception() for f in futures]
 
     full, bug, gone = asyncio.run(run())
