@@ -269,7 +269,8 @@ class AppendProcess:
             await asyncio.wait_for(asyncio.shield(self._stopped), STOP_TIMEOUT)
         except TimeoutError:
             log.warning("the ledger's append process did not stop within %s s; killing it", STOP_TIMEOUT)
-            self._transport.kill()
+            with contextlib.suppress(ProcessLookupError):
+                self._transport.kill()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._stopped), 5)
         self._transport.close()
@@ -304,7 +305,11 @@ class AppendProcess:
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_result(None)
                 continue
-            future, spec = self._waiting.pop(uid)
+            waiting = self._waiting.pop(uid, None)
+            if waiting is None:  # not a request of ours (never expected): nobody to tell
+                log.error("the ledger's append process answered request %s, which nobody awaits", uid)
+                continue
+            future, spec = waiting
             if len(outcome) == 2:  # noqa: PLR2004 - an error: (class name, message)
                 settled.append((future, _error(*outcome)))
             else:
@@ -363,7 +368,12 @@ class AppendProcess:
             self._transport.close()
         if self._closing:
             return
-        if await self.start():
+        try:
+            started = await self.start()
+        except Exception:  # never let the restarts stop: the server appends itself meanwhile
+            log.exception("the ledger's append process could not be started again")
+            started = False
+        if started:
             log.warning("the ledger's append process was started again; it appends this server's checks")
         elif not self._closing:
             self._schedule_restart()

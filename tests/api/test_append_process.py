@@ -330,3 +330,23 @@ def test_a_child_writing_something_else_is_stopped_and_its_appends_fail(
     assert isinstance(error, UnavailableError)
     assert not running
     assert "not an answer" in caplog.text
+
+
+def test_an_answer_nobody_awaits_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    """An answer for a request never sent (it cannot happen) must not break the reading of the others."""
+
+    async def run() -> LedgerEntry | None:
+        appender = AppendProcess(["unused"])
+        appender._loop = asyncio.get_running_loop()
+        spec = AppendSpec("check.decided", "client_a", datetime.now(UTC), payload={"x": 1})
+        future = appender.append(spec)
+        appender._outbox.clear()
+        entry = (5, "2026-11-27T03:00:00.000000Z", b"p" * 32, b"l" * 32, b"{}")
+        appender.received([(99, entry), (1, entry)])
+        return future.result()
+
+    with caplog.at_level(logging.ERROR, logger="ledger.remote"):
+        entry = asyncio.run(run())
+    assert entry is not None
+    assert entry.seq == 5
+    assert "request 99, which nobody awaits" in caplog.text
