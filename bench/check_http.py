@@ -192,12 +192,6 @@ def _working_pids(pid: int, workers: int) -> list[int]:
     return [pid] if workers == 1 else spawned_workers(pid)
 
 
-def _children(pid: int) -> list[int]:
-    """The child processes of *pid* (Linux), e.g. a server's append process."""
-    tasks = Path(f"/proc/{pid}/task")
-    return [int(child) for task in tasks.iterdir() for child in (task / "children").read_text().split()]
-
-
 def _seconds(text: str) -> float:
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
@@ -216,7 +210,9 @@ def load(port: int, pids: list[int], script: Path, *, seconds: int, connections:
     warm = [wrk, "-t1", "-c8", "-d3s", "-s", str(script), url]
     subprocess.run(warm, capture_output=True, check=True, timeout=60)
     args = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s", "-s", str(script), url]
-    pids = [*pids, *(child for pid in pids for child in _children(pid))]  # with each server's append process
+    from tests.faults.support import child_pids  # noqa: PLC0415 - the parent alone needs it
+
+    pids = [*pids, *(child for pid in pids for child in child_pids(pid))]  # with each server's append process
     cpu_before = sum(cpu_seconds(pid) for pid in pids)
     out = subprocess.run(args, capture_output=True, check=True, timeout=seconds + 60).stdout.decode()
     cpu_used = sum(cpu_seconds(pid) for pid in pids) - cpu_before  # steady whatever else the machine is running

@@ -233,10 +233,7 @@ class AppendProcess:
             await asyncio.wait_for(asyncio.shield(self._ready), START_TIMEOUT)
         except (TimeoutError, RuntimeError) as exc:
             log.warning("the ledger's append process did not start (%s); appending in this process", exc or "timeout")
-            with contextlib.suppress(ProcessLookupError):
-                transport.kill()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._stopped), 5)
+            await self._kill()
             transport.close()
             return False
         self._tries = 0
@@ -269,11 +266,17 @@ class AppendProcess:
             await asyncio.wait_for(asyncio.shield(self._stopped), STOP_TIMEOUT)
         except TimeoutError:
             log.warning("the ledger's append process did not stop within %s s; killing it", STOP_TIMEOUT)
+            await self._kill()
+        self._transport.close()
+
+    async def _kill(self) -> None:
+        """Kill the child (if still there) and give it up to 5 s to be reaped."""
+        if self._transport is not None:
             with contextlib.suppress(ProcessLookupError):
                 self._transport.kill()
+        if self._stopped is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._stopped), 5)
-        self._transport.close()
 
     # -- appends -----------------------------------------------------------------------
 

@@ -145,7 +145,7 @@ class Ledger:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(settle, future, outcome)
 
-        self._sequencer.submit_nowait([spec], done)
+        self.append_nowait(spec, done)
         return (await future)[0]
 
     def append_nowait(self, spec: AppendSpec, done: Done) -> None:

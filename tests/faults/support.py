@@ -73,11 +73,16 @@ def prepare_trust(data_dir: Path, *, database_url: str | None = None) -> dict[st
         instance.close()
 
 
+def child_pids(pid: int, *, running: bytes = b"") -> list[int]:
+    """The process ids of *pid*'s children (Linux), only those whose command line contains *running* if given."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    children = [int(child) for task in tasks for child in (task / "children").read_text().split()]
+    return [child for child in children if running in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
 def spawned_workers(pid: int) -> list[int]:
     """The process ids of *pid*'s children started by multiprocessing's spawn (uvicorn's workers), not its helpers."""
-    tasks = Path(f"/proc/{pid}/task").iterdir()
-    children = [child for task in tasks for child in (task / "children").read_text().split()]
-    return [int(child) for child in children if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()]
+    return child_pids(pid, running=b"spawn_main")
 
 
 def free_port() -> int:

@@ -18,17 +18,15 @@ import httpx
 import pytest
 
 from api.instance import Instance
-from tests.faults.support import CHECK, Server, cli, prepare_trust, running
+from tests.faults.support import CHECK, Server, child_pids, cli, prepare_trust, running
 
 pytestmark = pytest.mark.slow
 
 
 def _append_process(server_pid: int) -> int:
     """The server's child running ``api.append_process``."""
-    tasks = Path(f"/proc/{server_pid}/task").iterdir()
-    children = [int(child) for task in tasks for child in (task / "children").read_text().split()]
-    found = [pid for pid in children if b"api.append_process" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    assert len(found) == 1, f"expected one append process among {children}"
+    found = child_pids(server_pid, running=b"api.append_process")
+    assert len(found) == 1, f"expected one append process, found {found}"
     return found[0]
 
 
