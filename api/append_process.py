@@ -18,6 +18,7 @@ from pathlib import Path
 
 from api.instance import Instance
 from api.logs import configure_logging, flush_logs
+from api.serving_gc import prepare_gc_for_serving
 from ledger.db import DATABASE_URL_ENV
 from ledger.remote import serve_appends
 
@@ -51,6 +52,7 @@ def main() -> None:
         checkpoint_interval=float(os.environ[INTERVAL_ENV]),
         check_index=False,
     )
+    prepare_gc_for_serving()  # a full collection here would stall every check waiting on a commit
     try:
         serve_appends(instance.ledger.append_nowait, sys.stdin.buffer, answers)
     finally:

@@ -119,7 +119,7 @@ def _serve(instance: Instance, host: str, port: int) -> None:
 
     from api.app import create_app  # noqa: PLC0415
     from api.logs import configure_logging  # noqa: PLC0415
-    from api.workers import prepare_gc_for_serving  # noqa: PLC0415
+    from api.serving_gc import prepare_gc_for_serving  # noqa: PLC0415
 
     configure_logging()  # JSON lines on standard error; our request log replaces uvicorn's access log
     out.print(f"Serving [bold]{instance.name}[/] on http://{host}:{port}/ (Ctrl-C to stop)")

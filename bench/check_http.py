@@ -128,7 +128,7 @@ def real_app() -> Any:
     from api.app import create_app  # noqa: PLC0415
     from api.instance import Instance  # noqa: PLC0415
     from api.logs import configure_logging  # noqa: PLC0415
-    from api.workers import prepare_gc_for_serving  # noqa: PLC0415
+    from api.serving_gc import prepare_gc_for_serving  # noqa: PLC0415
 
     configure_logging()  # one JSON line per request on standard error, as `datatrust serve` writes
     instance = Instance.open(Path(os.environ["BENCH_DATA_DIR"]))

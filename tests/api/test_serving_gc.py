@@ -1,4 +1,4 @@
-"""A server process sets the garbage collector up for serving (``api.workers.prepare_gc_for_serving``)."""
+"""A server process sets the garbage collector up for serving (``api.serving_gc.prepare_gc_for_serving``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.workers import SERVING_GC_THRESHOLD, prepare_gc_for_serving
+from api.serving_gc import SERVING_GC_THRESHOLD, prepare_gc_for_serving
 
 
 @pytest.fixture
