@@ -60,9 +60,23 @@ SQLITE_WAL_AUTOCHECKPOINT = 8000
 
 # The checkpointer copies the log back at most this often (seconds) while commits keep coming, and
 # holds the writers back for a last short copy only once the log holds this many pages: so that the
-# next commit can start the log afresh (see ``_WalCheckpointer``).
-SQLITE_CHECKPOINT_SPACING = 0.1
+# next commit can start the log afresh (see ``_WalCheckpointer``). Small copies often, not large ones
+# seldom: a copy's writes and its sync of the database file slow the writer's own syncs while they
+# last, and a large copy makes every commit during it slow at once. Against a busy trust
+# (bench/check_http.py, 7,000-8,000 checks/s, four 15-second rounds on one growing trust) the check's
+# p99 was 6.7-7.4 ms copying every 10 ms, 7.4-9.1 ms every 20 ms, 8.5-11.1 ms every 50 ms,
+# 10-15 ms every 100 ms and 16-51 ms every 300 ms; 7-8 ms with no copying at all.
+SQLITE_CHECKPOINT_SPACING = 0.01
 SQLITE_CHECKPOINT_RESTART_PAGES = 1000
+
+# Before it holds the writers back, the checkpointer copies again, without the lock, what was committed
+# while it copied: up to this many more times, until a copy takes no longer than
+# SQLITE_CHECKPOINT_SHORT_COPY seconds. The copy under the lock is then short, whatever the size of the
+# trust: without these passes it had to copy everything committed during one long pass, and writers
+# waited 4 ms (a fresh trust) to 12 ms (a few hundred thousand entries) nine times a second, the
+# greater part of the check's p99 (bench/check_http.py; see BENCHMARKS.md).
+SQLITE_CHECKPOINT_CATCH_UP_PASSES = 4
+SQLITE_CHECKPOINT_SHORT_COPY = 0.002
 
 # Readers: as many pooled connections as the server has request threads (AnyIO's 40) plus its
 # background threads, so that connections are reused, not opened (with their PRAGMAs) per request.
@@ -144,18 +158,31 @@ class _WalCheckpointer:
 
     Copying alone would let the log grow for ever under constant load: SQLite starts the log
     afresh only when a write begins after *everything* in it was copied, and there is always
-    a newer commit. So once the log holds ``restart_pages`` pages, the thread takes the
-    writers' file lock (its own descriptor of the lock beside the database, so it excludes
-    this process's writer as well as other processes') and copies the few pages committed
-    meanwhile: a stall of a few milliseconds, after which the next commit restarts the log.
+    a newer commit. So once the log holds ``restart_pages`` pages, the thread copies again
+    what was committed during its copy, until a copy is short (``catch_up_passes``,
+    ``short_copy``); then it takes the writers' file lock (its own descriptor of the lock
+    beside the database, so it excludes this process's writer as well as other processes')
+    and copies the few pages committed meanwhile: a stall of about a millisecond, after which
+    the next commit restarts the log.
 
     A failed copy (a full disk, say) is logged and tried again on the next commit.
     """
 
-    def __init__(self, path: str, *, lock: _WriterLock, spacing: float, restart_pages: int) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        lock: _WriterLock,
+        spacing: float,
+        restart_pages: int,
+        catch_up_passes: int,
+        short_copy: float,
+    ) -> None:
         self._path = path
         self._spacing = spacing
         self._restart_pages = restart_pages
+        self._catch_up_passes = catch_up_passes
+        self._short_copy = short_copy
         self._lock = lock  # a _WriterLock of its own on the writers' lock file (not the writer's descriptor)
         self._wake = threading.Event()
         self._guard = threading.Lock()  # guards _thread and _stopping
@@ -163,6 +190,7 @@ class _WalCheckpointer:
         self._stopping = False
         self._failing = False
         self.copies = 0  # checkpoints run (for tests and diagnostics)
+        self.catch_up_copies = 0  # copies run again before taking the lock (for tests and diagnostics)
 
     def committed(self) -> None:
         """Note a commit: the thread (started on the first call) copies the log back soon after."""
@@ -212,8 +240,17 @@ class _WalCheckpointer:
 
     def _copy(self, conn: sqlite3.Connection) -> None:
         try:
+            started = time.perf_counter()
             pages = self._checkpoint(conn)
             if pages >= self._restart_pages:
+                took = time.perf_counter() - started
+                for _ in range(self._catch_up_passes):
+                    if took <= self._short_copy:
+                        break
+                    started = time.perf_counter()
+                    self._checkpoint(conn)  # what was committed during the last copy
+                    took = time.perf_counter() - started
+                    self.catch_up_copies += 1
                 with self._lock.held():
                     self._checkpoint(conn)
         except (sqlite3.Error, OSError) as exc:
@@ -273,6 +310,8 @@ class Database:
                     lock=_WriterLock(lock_path),
                     spacing=SQLITE_CHECKPOINT_SPACING,
                     restart_pages=SQLITE_CHECKPOINT_RESTART_PAGES,
+                    catch_up_passes=SQLITE_CHECKPOINT_CATCH_UP_PASSES,
+                    short_copy=SQLITE_CHECKPOINT_SHORT_COPY,
                 )
             return cls(
                 url,

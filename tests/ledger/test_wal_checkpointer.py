@@ -120,6 +120,53 @@ def test_a_writer_holding_the_lock_holds_the_last_copy_back(database: Database) 
     _wait_for(lambda: checkpointer.copies == 1, "the copy once the lock was let go")
 
 
+def test_what_was_committed_during_a_long_copy_is_copied_again_before_the_lock_is_taken(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy that took long is followed by catch-up copies without the lock, so the copy under it is short."""
+    checkpointer = database.checkpointer
+    assert checkpointer is not None
+    monkeypatch.setattr(checkpointer, "_short_copy", 0.0)  # every copy counts as long: all passes run
+    monkeypatch.setattr(checkpointer, "_catch_up_passes", 3)
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with database.writer_lock():
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with database.write_engine.begin() as conn:  # ~100 pages: past the restart threshold
+            conn.execute(
+                sa.text("INSERT INTO blobs (n, body) VALUES (:n, :body)"),
+                [{"n": n, "body": bytes(PAGE - 100)} for n in range(100)],
+            )
+        database.committed()
+        # The catch-up copies need no lock: all three run while a writer holds it.
+        _wait_for(lambda: checkpointer.catch_up_copies == 3, "three catch-up copies")
+        time.sleep(0.1)
+        assert checkpointer.catch_up_copies == 3
+        assert checkpointer.copies == 0, "the copy under the lock finished while a writer held it"
+    finally:
+        release.set()
+        holder.join()
+    _wait_for(lambda: checkpointer.copies == 1, "the copy under the lock once it was let go")
+
+
+def test_a_short_copy_goes_straight_to_the_lock(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No catch-up copy when the first copy was quick: there is little left for the one under the lock."""
+    checkpointer = database.checkpointer
+    assert checkpointer is not None
+    monkeypatch.setattr(checkpointer, "_short_copy", 60.0)  # every copy counts as short
+    _write(database, 0, rows=100)
+    _wait_for(lambda: checkpointer.copies == 1, "a copy")
+    assert checkpointer.catch_up_copies == 0
+
+
 def test_a_failed_copy_is_logged_once_and_tried_again(
     database: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -154,7 +201,12 @@ def test_a_checkpointer_that_cannot_open_the_database_says_so_and_stops(
     """The committing writers' own copies remain; the server goes on."""
     missing = tmp_path / "missing" / "datatrust.db"
     checkpointer = _WalCheckpointer(
-        str(missing), lock=_WriterLock(Path(f"{missing}.writer-lock")), spacing=0.01, restart_pages=50
+        str(missing),
+        lock=_WriterLock(Path(f"{missing}.writer-lock")),
+        spacing=0.01,
+        restart_pages=50,
+        catch_up_passes=4,
+        short_copy=0.002,
     )
     with caplog.at_level(logging.WARNING, logger="ledger.db"):
         checkpointer.committed()
