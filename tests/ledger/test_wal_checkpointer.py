@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -90,10 +91,9 @@ def test_the_log_is_copied_back_and_started_afresh_under_constant_writes(tmp_pat
         assert conn.exec_driver_sql("SELECT count(*) FROM blobs").scalar() == 3010
 
 
-def test_a_writer_holding_the_lock_holds_the_last_copy_back(database: Database) -> None:
-    """The short copy that lets the log restart waits for the ledger's writers' lock (other processes' too)."""
-    checkpointer = database.checkpointer
-    assert checkpointer is not None
+@contextlib.contextmanager
+def _lock_held_by_another_writer(database: Database) -> Iterator[None]:
+    """Hold the ledger writers' lock on another thread (as another process's writer would) until the block ends."""
     holding = threading.Event()
     release = threading.Event()
 
@@ -106,17 +106,30 @@ def test_a_writer_holding_the_lock_holds_the_last_copy_back(database: Database) 
     holder.start()
     try:
         assert holding.wait(10)
-        with database.write_engine.begin() as conn:  # ~100 pages: past the restart threshold
-            conn.execute(
-                sa.text("INSERT INTO blobs (n, body) VALUES (:n, :body)"),
-                [{"n": n, "body": bytes(PAGE - 100)} for n in range(100)],
-            )
-        database.committed()
-        time.sleep(0.3)  # ~30 spacings: the copy has long started, and waits on the lock
-        assert checkpointer.copies == 0, "the copy finished while another writer held the lock"
+        yield
     finally:
         release.set()
         holder.join()
+
+
+def _write_past_the_restart_threshold(database: Database) -> None:
+    """One commit of ~100 pages (past the 50-page threshold), not under the writers' lock (another writer holds it)."""
+    with database.write_engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO blobs (n, body) VALUES (:n, :body)"),
+            [{"n": n, "body": bytes(PAGE - 100)} for n in range(100)],
+        )
+    database.committed()
+
+
+def test_a_writer_holding_the_lock_holds_the_last_copy_back(database: Database) -> None:
+    """The short copy that lets the log restart waits for the ledger's writers' lock (other processes' too)."""
+    checkpointer = database.checkpointer
+    assert checkpointer is not None
+    with _lock_held_by_another_writer(database):
+        _write_past_the_restart_threshold(database)
+        time.sleep(0.3)  # ~30 spacings: the copy has long started, and waits on the lock
+        assert checkpointer.copies == 0, "the copy finished while another writer held the lock"
     _wait_for(lambda: checkpointer.copies == 1, "the copy once the lock was let go")
 
 
@@ -128,32 +141,13 @@ def test_what_was_committed_during_a_long_copy_is_copied_again_before_the_lock_i
     assert checkpointer is not None
     monkeypatch.setattr(checkpointer, "_short_copy", 0.0)  # every copy counts as long: all passes run
     monkeypatch.setattr(checkpointer, "_catch_up_passes", 3)
-    holding = threading.Event()
-    release = threading.Event()
-
-    def hold() -> None:
-        with database.writer_lock():
-            holding.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert holding.wait(10)
-        with database.write_engine.begin() as conn:  # ~100 pages: past the restart threshold
-            conn.execute(
-                sa.text("INSERT INTO blobs (n, body) VALUES (:n, :body)"),
-                [{"n": n, "body": bytes(PAGE - 100)} for n in range(100)],
-            )
-        database.committed()
+    with _lock_held_by_another_writer(database):
+        _write_past_the_restart_threshold(database)
         # The catch-up copies need no lock: all three run while a writer holds it.
         _wait_for(lambda: checkpointer.catch_up_copies == 3, "three catch-up copies")
         time.sleep(0.1)
         assert checkpointer.catch_up_copies == 3
         assert checkpointer.copies == 0, "the copy under the lock finished while a writer held it"
-    finally:
-        release.set()
-        holder.join()
     _wait_for(lambda: checkpointer.copies == 1, "the copy under the lock once it was let go")
 
 
