@@ -240,16 +240,12 @@ class _WalCheckpointer:
 
     def _copy(self, conn: sqlite3.Connection) -> None:
         try:
-            started = time.perf_counter()
-            pages = self._checkpoint(conn)
+            pages, took = self._timed_checkpoint(conn)
             if pages >= self._restart_pages:
-                took = time.perf_counter() - started
                 for _ in range(self._catch_up_passes):
                     if took <= self._short_copy:
                         break
-                    started = time.perf_counter()
-                    self._checkpoint(conn)  # what was committed during the last copy
-                    took = time.perf_counter() - started
+                    _, took = self._timed_checkpoint(conn)  # what was committed during the last copy
                     self.catch_up_copies += 1
                 with self._lock.held():
                     self._checkpoint(conn)
@@ -260,6 +256,12 @@ class _WalCheckpointer:
             return
         self._failing = False
         self.copies += 1
+
+    def _timed_checkpoint(self, conn: sqlite3.Connection) -> tuple[int, float]:
+        """Copy what no reader still needs; return the pages in the log and the seconds the copy took."""
+        started = time.perf_counter()
+        pages = self._checkpoint(conn)
+        return pages, time.perf_counter() - started
 
     @staticmethod
     def _checkpoint(conn: sqlite3.Connection) -> int:
